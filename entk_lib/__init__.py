@@ -1,0 +1,34 @@
+"""entk_lib: the empirical neural tangent kernel of any ``torch.nn.Module``, its spectra, and
+the tools to match its eigenvectors to features (the library behind the entk-book)."""
+
+from .kernel import (
+    COLLAPSES,
+    KernelTooLargeError,
+    LowRankKernel,
+    entk,
+    entk_by_layer,
+    entk_jacobian,
+    entk_lowrank,
+    entk_plan,
+)
+from .operator import EntkOperator, entk_operator
+from .spectrum import Eigenpairs, cliff_ratios, find_cliffs, top_eigenpairs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COLLAPSES",
+    "Eigenpairs",
+    "EntkOperator",
+    "KernelTooLargeError",
+    "LowRankKernel",
+    "cliff_ratios",
+    "entk",
+    "entk_by_layer",
+    "entk_jacobian",
+    "entk_lowrank",
+    "entk_operator",
+    "entk_plan",
+    "find_cliffs",
+    "top_eigenpairs",
+]

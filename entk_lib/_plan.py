@@ -1,0 +1,283 @@
+"""Which parameters enter the kernel, and which backend computes each of them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._factors import (
+    Factor,
+    JacobianFactor,
+    LinearFactor,
+    generic_jacobians,
+    is_structured_candidate,
+    linear_factors,
+)
+
+logger = logging.getLogger("entk_lib")
+
+#: Above this many Jacobian entries the structured path is not cross-checked on the pilot batch.
+_VERIFY_MAX_ENTRIES = 32_000_000
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter tensor entering the kernel."""
+
+    name: str
+    module: str
+    numel: int
+    backend: str  # "structured" or "jacobian"
+
+
+@dataclass
+class KernelPlan:
+    """The parameters of a kernel, their owners and backends, and the model's output size.
+
+    Build with :func:`make_plan`; ``describe()`` prints which backend computes each tensor.
+    """
+
+    model: nn.Module
+    params: dict[str, ParamInfo]
+    n_outputs: int
+    dtype: torch.dtype
+    structured_modules: dict[str, nn.Module] = field(default_factory=dict)
+    output_weights: torch.Tensor | None = None
+
+    def describe(self) -> str:
+        lines = [f"{'parameter':<40} {'numel':>10}  backend"]
+        for p in self.params.values():
+            lines.append(f"{p.name:<40} {p.numel:>10}  {p.backend}")
+        return "\n".join(lines)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel for p in self.params.values())
+
+    def groups(self, by: str | None) -> dict[str, list[str]]:
+        """Parameter names grouped into kernels: one total, one per module or per tensor."""
+        if by is None:
+            return {"total": list(self.params)}
+        if by == "parameter":
+            return {name: [name] for name in self.params}
+        if by == "module":
+            out: dict[str, list[str]] = {}
+            for p in self.params.values():
+                out.setdefault(p.module or "<root>", []).append(p.name)
+            return out
+        raise ValueError(f"`by` must be 'module' or 'parameter', got {by!r}")
+
+    def factors(self, inputs: torch.Tensor) -> dict[str, Factor]:
+        """Jacobian factors of every selected parameter at ``inputs``: name -> factor."""
+        state = dict(self.model.named_parameters())
+        state.update(dict(self.model.named_buffers()))
+        generic = {n: state[n].detach() for n, p in self.params.items() if p.backend == "jacobian"}
+        fixed = {k: v.detach() for k, v in state.items() if k not in generic}
+        out: dict[str, Factor] = generic_jacobians(
+            self.model, generic, fixed, inputs, self.output_weights
+        )
+        lin = linear_factors(
+            self.model, state, self.structured_modules, inputs, self.output_weights
+        )
+        for module_name, factor in lin.items():
+            prefix = f"{module_name}." if module_name else ""
+            if prefix + "weight" in self.params:
+                out[prefix + "weight"] = factor
+            if prefix + "bias" in self.params:
+                out[prefix + "bias"] = JacobianFactor(factor.grads.sum(2))
+        return out
+
+    def jacobian(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The explicit Jacobian (C, n, P), parameters in the order of ``self.params``."""
+        factors = self.factors(inputs)
+        return torch.cat([factors[name].explicit() for name in self.params], dim=2)
+
+
+def select_parameters(model: nn.Module, layers: str | Sequence[str] | None) -> list[str]:
+    """Names of the parameters selected by ``layers`` (module names or parameter-name prefixes)."""
+    params = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("`model` has no parameters that require gradients")
+    if layers is None:
+        return params
+    if isinstance(layers, str):
+        layers = [layers]
+    if len(layers) == 0:
+        raise ValueError("`layers` must name at least one module or parameter (or be None for all)")
+    chosen: list[str] = []
+    for layer in layers:
+        hits = [p for p in params if p == layer or p.startswith(f"{layer}.")]
+        if not hits:
+            raise ValueError(
+                f"`layers` entry {layer!r} matches no parameter. Valid names: modules "
+                f"{_owning_modules(model)}; parameters {params}"
+            )
+        chosen.extend(h for h in hits if h not in chosen)
+    return [p for p in params if p in chosen]
+
+
+def _owning_modules(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if n and any(True for _ in m.parameters())]
+
+
+def check_inputs(model: nn.Module, inputs: torch.Tensor, name: str = "inputs") -> int:
+    """Run the model on two inputs and return C, with clear errors for bad shapes."""
+    if not isinstance(inputs, torch.Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor of shape (N, ...), got {type(inputs)}")
+    if inputs.dim() < 1 or inputs.shape[0] == 0:
+        raise ValueError(f"`{name}` must have a non-empty batch dimension, got shape {tuple(inputs.shape)}")
+    pilot = inputs[: min(2, inputs.shape[0])]
+    try:
+        with torch.no_grad():
+            out = model(pilot)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the shape that caused it
+        raise ValueError(
+            f"`{name}` of shape {tuple(inputs.shape)} could not be passed through the model "
+            f"(a batch of shape {tuple(pilot.shape)} raised {type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != pilot.shape[0]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"the model must map a batch (N, ...) to outputs (N, C); for a batch of "
+            f"{pilot.shape[0]} it returned {shape}"
+        )
+    return out.shape[1]
+
+
+def check_output_weights(weights, n_outputs: int, dtype: torch.dtype) -> torch.Tensor | None:
+    if weights is None:
+        return None
+    w = torch.as_tensor(weights, dtype=dtype).flatten()
+    if w.numel() != n_outputs or not torch.isfinite(w).all():
+        raise ValueError(
+            f"`output_weights` must be {n_outputs} finite numbers (one per output), "
+            f"got {w.numel()} values"
+        )
+    return w
+
+
+def make_plan(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers=None,
+    output_weights=None,
+    backend: str = "auto",
+) -> KernelPlan:
+    """Validate the call and decide the backend of every selected parameter tensor."""
+    if backend not in ("auto", "jacobian"):
+        raise ValueError(f"`backend` must be 'auto' or 'jacobian', got {backend!r}")
+    n_outputs = check_inputs(model, inputs)
+    names = select_parameters(model, layers)
+    named = dict(model.named_parameters())
+    dtype = named[names[0]].dtype
+    weights = check_output_weights(output_weights, n_outputs, dtype)
+    owner = {n: n.rpartition(".")[0] for n in names}
+    structured = {}
+    if backend == "auto":
+        structured = _structured_modules(model, inputs, {owner[n] for n in names})
+    infos = {
+        n: ParamInfo(n, owner[n], named[n].numel(), "structured" if owner[n] in structured else "jacobian")
+        for n in names
+    }
+    plan = KernelPlan(model, infos, n_outputs, dtype, structured, weights)
+    if structured:
+        _verify_structured(plan, inputs[: min(2, inputs.shape[0])])
+    logger.debug("eNTK plan:\n%s", plan.describe())
+    return plan
+
+
+def _structured_modules(model, inputs, owners: set[str]) -> dict[str, nn.Module]:
+    """Owners of selected parameters that the structured path handles on this model.
+
+    A module qualifies when it is a stock Linear/Embedding whose parameters belong to it alone,
+    and which, on pilot batches of 1 and 2 inputs, is called with the batch as its leading
+    dimension the same number of times.
+    """
+    modules = dict(model.named_modules())
+    owners_of = {}
+    for mname, m in modules.items():
+        for p in m.parameters(recurse=False):
+            owners_of.setdefault(id(p), set()).add(mname)
+    candidates = {
+        name: modules[name]
+        for name in owners
+        if name in modules
+        and is_structured_candidate(modules[name])
+        and all(len(owners_of[id(p)]) == 1 for p in modules[name].parameters(recurse=False))
+    }
+    if not candidates:
+        return {}
+    leading = {}
+    for size in sorted({1, min(2, inputs.shape[0])}):
+        calls = _record_leading_dims(model, candidates, inputs[:size])
+        for name, dims in calls.items():
+            ok = len(dims) > 0 and all(d == size for d in dims)
+            leading.setdefault(name, []).append((ok, len(dims)))
+    return {
+        name: m
+        for name, m in candidates.items()
+        if all(ok for ok, _ in leading[name]) and len({k for _, k in leading[name]}) == 1
+    }
+
+
+def _record_leading_dims(model, modules, batch) -> dict[str, list[int]]:
+    dims: dict[str, list[int]] = {name: [] for name in modules}
+
+    def hook_for(name):
+        def hook(module, args, output):
+            dims[name].append(args[0].shape[0] if args[0].dim() > 0 else -1)
+            if output.shape[:1] != args[0].shape[:1]:
+                dims[name].append(-1)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in modules.items()]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return dims
+
+
+def _verify_structured(plan: KernelPlan, pilot: torch.Tensor) -> None:
+    """Cross-check the structured Jacobian against autodiff on a pilot batch.
+
+    A module used outside its own ``forward`` (for example a weight reused by a custom
+    unembedding) would be missed by the hooks; such modules are moved to the generic path.
+    """
+    names = [n for n, p in plan.params.items() if p.backend == "structured"]
+    entries = pilot.shape[0] * plan.n_outputs * sum(plan.params[n].numel for n in names)
+    if entries > _VERIFY_MAX_ENTRIES:
+        return
+    state = dict(plan.model.named_parameters())
+    state.update(dict(plan.model.named_buffers()))
+    structured = plan.factors(pilot)
+    fixed = {k: v.detach() for k, v in state.items() if k not in names}
+    reference = generic_jacobians(
+        plan.model, {n: state[n].detach() for n in names}, fixed, pilot, plan.output_weights
+    )
+    bad_modules = set()
+    for n in names:
+        ours, ref = structured[n].explicit(), reference[n].jac
+        tol = 1e-4 if ours.dtype == torch.float32 else 1e-9
+        if not torch.allclose(ours, ref, rtol=tol, atol=tol * (ref.abs().max().item() + 1e-30)):
+            bad_modules.add(plan.params[n].module)
+    for m in bad_modules:
+        logger.warning("module %r is used outside its forward; using the generic Jacobian", m)
+        del plan.structured_modules[m]
+        for n, p in plan.params.items():
+            if p.module == m:
+                plan.params[n] = ParamInfo(p.name, p.module, p.numel, "jacobian")
+
+
+def factor_bytes_per_sample(factors: dict[str, Factor]) -> int:
+    return sum(f.nbytes_per_sample() for f in factors.values())
+
+
+__all__ = ["KernelPlan", "ParamInfo", "make_plan", "select_parameters", "LinearFactor"]

@@ -1,0 +1,306 @@
+"""The empirical neural tangent kernel of any ``torch.nn.Module``.
+
+Notation: a batch of N inputs, a model with C outputs and P parameters, Jacobian ``J`` of shape
+(N, C, P). The eNTK is ``K[a, b, i, j] = sum_p J[a, i, p] J[b, j, p]``, shape (N, N, C, C), and
+:func:`entk` returns one of its collapses (see :mod:`entk_lib._collapse` for shapes and the
+class-major ordering of ``"flattened"``).
+
+Three lines on your own model::
+
+    import entk_lib
+    K = entk_lib.entk(model, x, collapse="class_mean")        # (N, N)
+    pairs = entk_lib.top_eigenpairs(K, k=20)                    # values descending
+
+The dense kernel is built in chunks of inputs under a memory budget (``memory_budget`` bytes, by
+default ``ENTK_MEMORY_BUDGET`` or 4 GiB). Parameters of stock ``nn.Linear``/``nn.Embedding``
+modules use the structured backend (factored Jacobians, see :mod:`entk_lib._factors`); all others
+use ``torch.func`` (``vmap`` + ``jacrev``). For kernels too large to form, use
+:func:`entk_lib.entk_operator` (matrix-free) or :func:`entk_lowrank` (when P is small).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._collapse import (
+    COLLAPSES,
+    block_index,
+    canonical_shape,
+    check_collapse,
+    public_view,
+    transpose_block,
+)
+from ._factors import Factor, JacobianFactor, cat_factors, contract_factors
+from ._plan import KernelPlan, factor_bytes_per_sample, make_plan
+
+__all__ = [
+    "COLLAPSES",
+    "KernelTooLargeError",
+    "LowRankKernel",
+    "default_memory_budget",
+    "entk",
+    "entk_by_layer",
+    "entk_jacobian",
+    "entk_lowrank",
+    "entk_plan",
+]
+
+GiB = 1024**3
+
+
+class KernelTooLargeError(ValueError, MemoryError):
+    """A dense kernel (or its working memory) would exceed the memory budget."""
+
+
+def default_memory_budget() -> int:
+    """Bytes the dense engine may use: ``ENTK_MEMORY_BUDGET`` (bytes or e.g. '6GiB'), else 4 GiB."""
+    raw = os.environ.get("ENTK_MEMORY_BUDGET")
+    if not raw:
+        return 4 * GiB
+    raw = raw.strip()
+    for suffix, scale in (("GiB", GiB), ("MiB", 1024**2), ("GB", 10**9), ("MB", 10**6)):
+        if raw.endswith(suffix):
+            return int(float(raw[: -len(suffix)]) * scale)
+    return int(float(raw))
+
+
+def entk_plan(model: nn.Module, inputs: torch.Tensor, *, layers=None, backend="auto") -> KernelPlan:
+    """Which parameters enter the kernel and which backend computes each (``.describe()``)."""
+    return make_plan(model, inputs, layers, None, backend)
+
+
+def entk(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    inputs2: torch.Tensor | None = None,
+    *,
+    collapse: str = "flattened",
+    layers: str | Sequence[str] | None = None,
+    output_weights=None,
+    backend: str = "auto",
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The eNTK of ``model`` at ``inputs`` (against ``inputs2`` if given), in one collapse.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps a batch (N, ...) to outputs (N, C); samples must be processed independently
+        (``model.eval()`` for dropout or batch norm).
+    inputs, inputs2 : Tensor, shapes (N, ...) and (M, ...)
+        Row and column inputs; ``inputs2=None`` gives the symmetric kernel (M = N).
+    collapse : {"full", "flattened", "per_class", "class_mean", "sum_logits"}
+        ``full`` (N, M, C, C); ``flattened`` (C*N, C*M) with row ``i*N + a``; ``per_class``
+        (C, N, M) diagonal blocks; ``class_mean`` (N, M) mean over i of ``K[:, :, i, i]``;
+        ``sum_logits`` (N, M) ``(1/C) sum_{i,j} K[:, :, i, j]``.
+    layers : str or list of str, optional
+        Module names or parameter-name prefixes whose parameters alone enter the sum.
+    output_weights : array of length C, optional
+        Factor multiplying each output's Jacobian row (importance rescaling).
+    backend : {"auto", "jacobian"}
+        ``auto`` uses the structured path for Linear/Embedding parameters.
+    memory_budget : int, optional
+        Bytes for the kernel and its working memory (default :func:`default_memory_budget`).
+    progress : bool
+        Show a progress bar over input chunks.
+
+    Returns
+    -------
+    Tensor in the model's dtype, shaped as listed under ``collapse``.
+    """
+    return _kernels(
+        model, inputs, inputs2, collapse, layers, output_weights, backend, memory_budget, progress, None
+    )["total"]
+
+
+def entk_by_layer(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    inputs2: torch.Tensor | None = None,
+    *,
+    collapse: str = "flattened",
+    layers=None,
+    output_weights=None,
+    by: str = "module",
+    backend: str = "auto",
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One kernel per module that owns parameters (``by="module"``) or per tensor (``"parameter"``).
+
+    The kernels sum to :func:`entk` with the same arguments. Parameters owned directly by the
+    root module are grouped under ``"<root>"``. Other arguments as in :func:`entk`.
+    """
+    return _kernels(
+        model, inputs, inputs2, collapse, layers, output_weights, backend, memory_budget, progress, by
+    )
+
+
+def entk_jacobian(
+    model: nn.Module, inputs: torch.Tensor, *, layers=None, output_weights=None, backend="auto"
+) -> torch.Tensor:
+    """The Jacobian (C, N, P) of the outputs w.r.t. the selected parameters.
+
+    Parameters are concatenated in ``model.named_parameters()`` order, each flattened.
+    """
+    plan = make_plan(model, inputs, layers, output_weights, backend)
+    return plan.jacobian(inputs)
+
+
+@dataclass
+class LowRankKernel:
+    """A kernel ``K = F F^T`` kept as its factor ``F`` (n, r), for spectra when r << n.
+
+    :func:`entk_lib.top_eigenpairs` diagonalizes the r x r Gram matrix ``F^T F`` instead of the
+    n x n kernel; the eigenvalues agree and ``K``'s eigenvectors are ``F v / sqrt(lambda)``.
+    """
+
+    factor: torch.Tensor
+    collapse: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n = self.factor.shape[0]
+        return (n, n)
+
+    @property
+    def rank_bound(self) -> int:
+        return min(self.factor.shape)
+
+    def dense(self) -> torch.Tensor:
+        return self.factor @ self.factor.T
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.factor @ (self.factor.T @ v)
+
+
+def entk_lowrank(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    collapse: str = "flattened",
+    layers=None,
+    output_weights=None,
+    backend: str = "auto",
+) -> LowRankKernel:
+    """The kernel as ``F F^T`` with ``F`` built from the Jacobian (for P < C*N, e.g. TMS).
+
+    ``flattened``: ``F = J`` reshaped (C*N, P), class-major rows; ``class_mean``: (N, C*P) over
+    sqrt(C); ``sum_logits``: the class-summed Jacobian (N, P) over sqrt(C).
+    """
+    check_collapse(collapse, ("flattened", "class_mean", "sum_logits"))
+    jac = entk_jacobian(model, inputs, layers=layers, output_weights=output_weights, backend=backend)
+    c, n, p = jac.shape
+    if collapse == "flattened":
+        factor = jac.reshape(c * n, p)
+    elif collapse == "class_mean":
+        factor = jac.permute(1, 0, 2).reshape(n, c * p) / c**0.5
+    else:
+        factor = jac.sum(0) / c**0.5
+    return LowRankKernel(factor, collapse)
+
+
+# --------------------------------------------------------------------------------------------
+# The blocked driver
+# --------------------------------------------------------------------------------------------
+
+
+def _kernels(model, inputs, inputs2, collapse, layers, output_weights, backend, budget, progress, by):
+    check_collapse(collapse)
+    budget = default_memory_budget() if budget is None else int(budget)
+    plan = make_plan(model, inputs, layers, output_weights, backend)
+    if inputs2 is not None:
+        from ._plan import check_inputs
+
+        check_inputs(model, inputs2, "inputs2")
+    groups = plan.groups(by)
+    n = inputs.shape[0]
+    m = n if inputs2 is None else inputs2.shape[0]
+    c = plan.n_outputs
+    shape = canonical_shape(collapse, n, m, c)
+    itemsize = torch.empty((), dtype=plan.dtype).element_size()
+    result_bytes = len(groups) * itemsize * _prod(shape)
+    if result_bytes > budget:
+        raise KernelTooLargeError(
+            f"the {collapse!r} kernel{'s' if len(groups) > 1 else ''} need "
+            f"{result_bytes / GiB:.2f} GiB, above the memory budget of {budget / GiB:.2f} GiB. "
+            "Use entk_lib.entk_operator(...) for a matrix-free operator (top eigenpairs by "
+            "Lanczos), entk_lowrank(...) when P < C*N, or raise `memory_budget`."
+        )
+    pilot = plan.factors(inputs[: min(2, n)])
+    per_sample = max(1, factor_bytes_per_sample(pilot) // min(2, n))
+    out = {g: torch.zeros(shape, dtype=plan.dtype) for g in groups}
+    free = budget - result_bytes
+    if (n + (0 if inputs2 is None else m)) * per_sample * 2 <= free:
+        _all_at_once(plan, inputs, inputs2, collapse, groups, out, free, per_sample, progress)
+    else:
+        _chunk_pairs(plan, inputs, inputs2, collapse, groups, out, free, per_sample, progress)
+    return {g: public_view(k, collapse) for g, k in out.items()}
+
+
+def _prod(shape) -> int:
+    total = 1
+    for s in shape:
+        total *= s
+    return total
+
+
+def _factors_in_chunks(plan, x, chunk, progress, label) -> dict[str, Factor]:
+    parts = []
+    starts = range(0, x.shape[0], chunk)
+    for s in tqdm(starts, desc=label, disable=not progress or len(starts) == 1, leave=False):
+        parts.append(plan.factors(x[s : s + chunk]))
+    return {name: cat_factors([p[name] for p in parts]) for name in parts[0]}
+
+
+def _group_contraction(fa, fb, names, collapse) -> torch.Tensor:
+    """Sum of the contractions of one group's parameters (Jacobian factors concatenated)."""
+    jac_names = [k for k in names if isinstance(fa[k], JacobianFactor)]
+    total = None
+    if jac_names:
+        ja = torch.cat([fa[k].jac for k in jac_names], dim=2)
+        jb = ja if fa is fb else torch.cat([fb[k].jac for k in jac_names], dim=2)
+        total = contract_factors(JacobianFactor(ja), JacobianFactor(jb), collapse)
+    for k in names:
+        if k not in jac_names:
+            term = contract_factors(fa[k], fb[k], collapse)
+            total = term if total is None else total + term
+    return total
+
+
+def _chunk_size(free, per_sample, factor=8) -> int:
+    """Inputs per chunk so that the Jacobian work of one chunk stays well inside ``free`` bytes."""
+    return max(1, int(free // (factor * per_sample)))
+
+
+def _all_at_once(plan, x1, x2, collapse, groups, out, free, per_sample, progress):
+    chunk = _chunk_size(free, per_sample)
+    fa = _factors_in_chunks(plan, x1, chunk, progress, "eNTK factors")
+    fb = fa if x2 is None else _factors_in_chunks(plan, x2, chunk, progress, "eNTK factors (x2)")
+    for g, names in groups.items():
+        out[g] += _group_contraction(fa, fb, names, collapse)
+
+
+def _chunk_pairs(plan, x1, x2, collapse, groups, out, free, per_sample, progress):
+    """Blocks (rows, cols) of inputs; factors recomputed per block when they cannot all be kept."""
+    chunk = max(1, _chunk_size(free, per_sample, factor=4))
+    n = x1.shape[0]
+    m = n if x2 is None else x2.shape[0]
+    rows = [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    cols = [slice(s, min(s + chunk, m)) for s in range(0, m, chunk)]
+    pairs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if x2 is not None or j >= i]
+    for r, c in tqdm(pairs, desc="eNTK blocks", disable=not progress, leave=False):
+        fa = plan.factors(x1[r])
+        fb = fa if (x2 is None and r == c) else plan.factors((x1 if x2 is None else x2)[c])
+        for g, names in groups.items():
+            block = _group_contraction(fa, fb, names, collapse)
+            out[g][block_index(collapse, r, c)] += block
+            if x2 is None and r != c:
+                out[g][block_index(collapse, c, r)] += transpose_block(block, collapse)

@@ -1,0 +1,106 @@
+"""Validation helpers for chapter parameters and public functions.
+
+Every check raises :class:`ValueError` whose message names the parameter, the value it got and the
+allowed range, so that a papermill run with a bad ``-p`` value stops at the first cell with a
+message a user can act on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+__all__ = [
+    "check_choice",
+    "check_int",
+    "check_int_list",
+    "check_prime",
+    "check_real",
+    "is_prime",
+]
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"`{name}` must be an integer{_range_text(minimum, maximum)}, got {value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"`{name}` must be an integer{_range_text(minimum, maximum)}, got {value}")
+    return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite number in the given interval."""
+    interval = _interval_text(low, high, low_inclusive, high_inclusive)
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise ValueError(f"`{name}` must be a finite number{interval}, got {value!r}")
+    value = float(value)
+    too_low = low is not None and (value < low or (value == low and not low_inclusive))
+    too_high = high is not None and (value > high or (value == high and not high_inclusive))
+    if too_low or too_high:
+        raise ValueError(f"`{name}` must be a number{interval}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Raise unless ``value`` is one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_int_list(
+    name: str, values: Any, *, minimum: int | None = 0, maximum: int | None = None, nonempty=True
+) -> list[int]:
+    """Return ``values`` as a list of ints, each in ``[minimum, maximum]``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"`{name}` must be a list of integers, got {values!r}")
+    if nonempty and len(values) == 0:
+        raise ValueError(f"`{name}` must be a non-empty list of integers, got []")
+    return [check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum) for i, v in enumerate(values)]
+
+
+def is_prime(n: int) -> bool:
+    """Trial-division primality test (fine for the small moduli used here)."""
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def check_prime(name: str, value: Any, *, odd: bool = True) -> int:
+    """Raise unless ``value`` is a prime (an odd prime if ``odd``)."""
+    value = check_int(name, value, minimum=3 if odd else 2)
+    if not is_prime(value):
+        kind = "an odd prime" if odd else "a prime"
+        raise ValueError(f"`{name}` must be {kind} (3, 5, 7, 11, ..., 29, ...), got {value}")
+    return value
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""
+
+
+def _interval_text(low, high, low_inclusive, high_inclusive) -> str:
+    if low is None and high is None:
+        return ""
+    left = ("[" if low_inclusive else "(") + ("-inf" if low is None else f"{low:g}")
+    right = ("inf" if high is None else f"{high:g}") + ("]" if high_inclusive else ")")
+    return f" in {left}, {right}"

@@ -1,0 +1,47 @@
+"""Execute chapter notebooks in place at their default parameters and report the wall time.
+
+This is how the committed outputs are produced:
+
+    python tools/execute_chapters.py                 # every chapter listed in _toc.yml
+    python tools/execute_chapters.py 01_ntk_review   # some chapters
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import papermill
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_chapters() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    return [Path(f).name for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", help="notebook names without .ipynb (default: all)")
+    args = parser.parse_args(argv)
+    names = args.chapters or toc_chapters()
+    total = 0.0
+    for name in names:
+        path = ROOT / "book" / f"{name.removesuffix('.ipynb')}.ipynb"
+        start = time.perf_counter()
+        papermill.execute_notebook(path, path, cwd=path.parent, kernel_name="python3",
+                                   progress_bar=False)
+        elapsed = time.perf_counter() - start
+        total += elapsed
+        print(f"{path.name:<40} {elapsed:8.1f} s", flush=True)
+    print(f"{'total':<40} {total:8.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
