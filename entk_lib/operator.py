@@ -1,81 +1,67 @@
 """The eNTK as a matrix-free ``scipy.sparse.linalg.LinearOperator``.
 
-A product ``K V`` is ``J (J^T V)``: one vector-Jacobian product (``torch.func.vjp``) pulls the
-block ``V`` back to parameter space, one Jacobian-vector product (``torch.func.jvp``) pushes it
-forward. Neither the Jacobian nor the kernel is ever formed; the batch is processed in chunks,
-and the columns of ``V`` are batched with ``vmap``.
+A product ``K V`` is ``J (J^T V)``: pull the block ``V`` back to parameter space, push it
+forward again. Neither the Jacobian nor the kernel is formed. Two backends compute the pair:
+
+``factored``
+    The per-parameter Jacobian factors of :mod:`entk_lib._factors` are computed once for all
+    inputs and kept (output cotangents ``G`` and layer inputs ``U`` for Linear/Embedding weights,
+    explicit Jacobian blocks for other parameters). A product then costs
+    ``O(N T out (C + in))`` per vector and Linear layer: a few matrix products, no autodiff.
+``vjp``
+    ``torch.func.vjp`` then ``torch.func.jvp`` of the model on chunks of the batch, the columns
+    of ``V`` batched with ``vmap``. Needs no storage beyond one chunk's activations; use it when
+    the factors do not fit the memory budget (large models, long sequences).
+
+``backend="auto"`` takes ``factored`` when the factors fit the memory budget.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
-from torch.func import functional_call, jvp, vjp, vmap
+from torch.func import functional_call, jvp, linearize, vjp, vmap
 
 from ._collapse import check_collapse
-from ._plan import check_inputs, check_output_weights, select_parameters
-from .params import check_int
+from ._factors import Factor, JacobianFactor, LinearFactor, cat_factors
+from ._plan import check_inputs, check_output_weights, factor_bytes_per_sample, make_plan, select_parameters
+from .params import check_choice, check_int
 
-__all__ = ["EntkOperator", "entk_operator"]
+__all__ = ["EntkOperator", "FactoredOperator", "VjpOperator", "entk_operator"]
 
 
 class EntkOperator(LinearOperator):
-    """Matrix-free eNTK (``flattened`` (C*N, C*N), ``class_mean`` or ``sum_logits`` (N, N)).
+    """Matrix-free eNTK: ``flattened`` (C*N, C*N), ``class_mean`` or ``sum_logits`` (N, N).
 
-    Build with :func:`entk_operator`. ``matvec``/``matmat`` accept numpy arrays; the products run
-    in torch in the model's dtype. ``n_products`` counts kernel-vector products so far.
+    Subclasses implement :meth:`apply_cotangents`, the flattened product ``J J^T`` on a batch of
+    output-space blocks; the collapses are built from it here. ``matvec``/``matmat`` take numpy
+    arrays; products run in torch in the model's dtype. ``n_products`` counts kernel-vector
+    products (columns) so far.
     """
 
-    def __init__(self, model, inputs, collapse, names, n_outputs, weights, chunk_size):
-        state = dict(model.named_parameters())
-        state.update(dict(model.named_buffers()))
-        self.model = model
-        self.inputs = inputs
+    def __init__(self, n_inputs: int, n_outputs: int, collapse: str, torch_dtype: torch.dtype):
         self.collapse = collapse
+        self.n_inputs = n_inputs
         self.n_outputs = n_outputs
-        self.weights = weights
-        self.chunk_size = chunk_size
-        self.params = {k: state[k].detach() for k in names}
-        self.fixed = {k: v.detach() for k, v in state.items() if k not in self.params}
-        self.torch_dtype = next(iter(self.params.values())).dtype
-        n = inputs.shape[0]
-        size = n * n_outputs if collapse == "flattened" else n
+        self.torch_dtype = torch_dtype
         self.n_products = 0
-        super().__init__(dtype=np.dtype(str(self.torch_dtype).replace("torch.", "")), shape=(size, size))
+        size = n_inputs * n_outputs if collapse == "flattened" else n_inputs
+        super().__init__(dtype=np.dtype(str(torch_dtype).replace("torch.", "")), shape=(size, size))
 
-    # -- the model as a function of the selected parameters, on one chunk --------------------
-    def _f(self, params, x):
-        out = functional_call(self.model, ({**self.fixed, **params},), (x,))
-        return out * self.weights if self.weights is not None else out
-
-    def _chunks(self):
-        n = self.inputs.shape[0]
-        return [slice(s, min(s + self.chunk_size, n)) for s in range(0, n, self.chunk_size)]
-
-    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
+    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """``J J^T`` on a batch of output-space blocks: (b, N, C) -> (b, N, C)."""
-        grads = None
-        for sl in self._chunks():
-            _, pull = vjp(lambda p, sl=sl: self._f(p, self.inputs[sl]), self.params)
-            (g,) = vmap(pull)(cot[:, sl])
-            grads = g if grads is None else {k: grads[k] + g[k] for k in g}
-        outs = []
-        for sl in self._chunks():
-            def push(t, sl=sl):
-                return jvp(lambda p: self._f(p, self.inputs[sl]), (self.params,), (t,))[1]
-
-            outs.append(vmap(push)(grads))
-        self.n_products += cot.shape[0]
-        return torch.cat(outs, dim=1)
+        raise NotImplementedError
 
     def _matmat(self, v):
         v_t = torch.as_tensor(np.asarray(v), dtype=self.torch_dtype)
-        n, c, k = self.inputs.shape[0], self.n_outputs, v_t.shape[1]
+        n, c, k = self.n_inputs, self.n_outputs, v_t.shape[1]
+        self.n_products += k
         if self.collapse == "flattened":
-            cot = v_t.T.reshape(k, c, n).permute(0, 2, 1)
-            out = self.apply_cotangents(cot)  # (k, N, C)
+            out = self.apply_cotangents(v_t.T.reshape(k, c, n).permute(0, 2, 1))  # (k, N, C)
             result = out.permute(2, 1, 0).reshape(c * n, k)
         elif self.collapse == "sum_logits":
             cot = v_t.T[:, :, None].expand(k, n, c)
@@ -97,6 +83,134 @@ class EntkOperator(LinearOperator):
         return self
 
 
+class VjpOperator(EntkOperator):
+    """Products by ``torch.func.vjp`` / ``jvp`` on chunks of ``chunk_size`` inputs.
+
+    With ``reuse_forward`` the forward pass of every chunk runs once: its vjp closure and its
+    linearization (``torch.func.linearize``) are kept and reused by every product (about 3x
+    faster; memory of the chunk activations). Models that cannot be traced for linearization fall
+    back to a fresh ``jvp`` per product.
+    """
+
+    def __init__(self, model, inputs, collapse, names, n_outputs, weights, chunk_size, reuse_forward):
+        state = dict(model.named_parameters())
+        state.update(dict(model.named_buffers()))
+        self.model = model
+        self.inputs = inputs
+        self.weights = weights
+        self.chunk_size = chunk_size
+        self.reuse_forward = reuse_forward
+        self.params = {k: state[k].detach() for k in names}
+        self.fixed = {k: v.detach() for k, v in state.items() if k not in self.params}
+        self._closures: list | None = None
+        dtype = next(iter(self.params.values())).dtype
+        super().__init__(inputs.shape[0], n_outputs, collapse, dtype)
+
+    def _f(self, params, x):
+        out = functional_call(self.model, ({**self.fixed, **params},), (x,))
+        return out * self.weights if self.weights is not None else out
+
+    def _chunks(self):
+        n = self.inputs.shape[0]
+        return [slice(s, min(s + self.chunk_size, n)) for s in range(0, n, self.chunk_size)]
+
+    def _closures_for(self, sl):
+        """(pull, push) for one chunk: vjp and (linearized, if possible) jvp functions."""
+        def f(p):
+            return self._f(p, self.inputs[sl])
+
+        _, pull = vjp(f, self.params)
+        push = None
+        if self.reuse_forward:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    _, push = linearize(f, self.params)
+            except Exception:  # noqa: BLE001 - untraceable model: plain jvp each time
+                push = None
+        return pull, push, f
+
+    def _push(self, closures, grads):
+        pull, push, f = closures
+        if push is not None:
+            try:
+                return vmap(push)(grads)
+            except Exception:  # noqa: BLE001 - the traced graph failed under vmap: stop using it
+                closures[1] = None
+        return vmap(lambda t: jvp(f, (self.params,), (t,))[1])(grads)
+
+    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
+        if self.reuse_forward and self._closures is None:
+            self._closures = [list(self._closures_for(sl)) for sl in self._chunks()]
+        grads, closures = None, []
+        for i, sl in enumerate(self._chunks()):
+            c = self._closures[i] if self._closures else list(self._closures_for(sl))
+            (g,) = vmap(c[0])(cot[:, sl])
+            grads = g if grads is None else {k: grads[k] + g[k] for k in g}
+            closures.append(c)
+        return torch.cat([self._push(c, grads) for c in closures], dim=1)
+
+
+class FactoredOperator(EntkOperator):
+    """Products from stored Jacobian factors (see the module docstring).
+
+    Parameters
+    ----------
+    factors : dict name -> factor
+        Factors over all N inputs (output weights already applied).
+    column_block : int
+        Columns of ``V`` processed at once (bounds the working memory of Linear factors).
+    """
+
+    def __init__(self, factors: dict[str, Factor], n_outputs: int, collapse: str, column_block: int):
+        jac = [f.jac for f in factors.values() if isinstance(f, JacobianFactor)]
+        self.jacobian = torch.cat(jac, dim=2) if jac else None  # (C, N, P_generic)
+        self.linear = [f for f in factors.values() if isinstance(f, LinearFactor)]
+        self.column_block = column_block
+        first = next(iter(factors.values()))
+        tensor = first.jac if isinstance(first, JacobianFactor) else first.grads
+        super().__init__(first.n, n_outputs, collapse, tensor.dtype)
+
+    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(cot)
+        for s in range(0, cot.shape[0], self.column_block):
+            block = cot[s : s + self.column_block].permute(2, 1, 0)  # (C, N, b)
+            out[s : s + self.column_block] = self._apply_block(block).permute(2, 1, 0)
+        return out
+
+    def _apply_block(self, v: torch.Tensor) -> torch.Tensor:
+        """``J J^T v`` for v of shape (C, N, b), summed over all parameters."""
+        c, n, b = v.shape
+        total = torch.zeros_like(v)
+        if self.jacobian is not None:
+            jac = self.jacobian.reshape(c * n, -1)
+            total += (jac @ (jac.T @ v.reshape(c * n, b))).reshape(c, n, b)
+        for f in self.linear:
+            total += _linear_product(f, v)
+        return total
+
+
+def _linear_product(f: LinearFactor, v: torch.Tensor) -> torch.Tensor:
+    """``J J^T v`` for one Linear/Embedding weight from its factors; v (C, N, b) -> (C, N, b).
+
+    Pull back: ``W_grad = sum_{a,t} U[a,t] (outer) Z[a,t]`` with ``Z[a,t] = sum_i G[i,a,t] v[i,a]``;
+    push forward: ``out[i,a] = sum_t G[i,a,t] . (W_grad U[a,t])``.
+    """
+    c, n, t, o = f.grads.shape
+    b = v.shape[2]
+    g = f.grads.permute(1, 2, 3, 0).reshape(n, t * o, c)  # (N, T*O, C)
+    z = torch.bmm(g, v.permute(1, 0, 2)).reshape(n * t, o * b)  # (N*T, O*b)
+    if f.kind == "embedding":
+        idx = f.inputs.reshape(-1)
+        w_grad = torch.zeros(f.n_in, o * b, dtype=z.dtype).index_add_(0, idx, z)
+        y = w_grad[idx]
+    else:
+        u = f.inputs.reshape(n * t, -1)
+        y = u @ (u.T @ z)
+    y = y.reshape(n, t * o, b)
+    return torch.bmm(g.transpose(1, 2), y).permute(1, 0, 2)  # (C, N, b)
+
+
 def entk_operator(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -104,17 +218,60 @@ def entk_operator(
     collapse: str = "flattened",
     layers=None,
     output_weights=None,
+    backend: str = "auto",
     chunk_size: int = 256,
+    column_block: int = 64,
+    reuse_forward: bool | None = None,
+    memory_budget: int | None = None,
 ) -> EntkOperator:
     """A matrix-free ``LinearOperator`` for the eNTK (``flattened``, ``class_mean``, ``sum_logits``).
 
-    Same arguments and ordering as :func:`entk_lib.entk`; ``chunk_size`` inputs are processed per
-    vjp/jvp pass. Use with :func:`entk_lib.top_eigenpairs` (Lanczos).
+    Same arguments and ordering as :func:`entk_lib.entk`. ``backend``: ``"factored"`` (stored
+    Jacobian factors, fastest), ``"vjp"`` (autodiff products, least memory) or ``"auto"``
+    (factored when the factors fit ``memory_budget``, default :func:`entk_lib.kernel.
+    default_memory_budget`). ``chunk_size`` inputs are processed per autodiff pass;
+    ``column_block`` vectors per factored product. ``reuse_forward`` (vjp backend) keeps each
+    chunk's forward pass for all products (default: when the estimated activations fit half the
+    budget). Use with :func:`entk_lib.top_eigenpairs`.
     """
+    from .kernel import default_memory_budget
+
     check_collapse(collapse, ("flattened", "class_mean", "sum_logits"))
+    check_choice("backend", backend, ("auto", "factored", "vjp"))
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    column_block = check_int("column_block", column_block, minimum=1)
+    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else 0
+    if backend != "vjp":
+        plan = make_plan(model, inputs, layers, output_weights)
+        pilot = plan.factors(inputs[: min(2, n)])
+        need = factor_bytes_per_sample(pilot) * n // min(2, n)
+        if backend == "factored" or need <= budget // 2:
+            parts = [plan.factors(inputs[s : s + chunk_size]) for s in range(0, n, chunk_size)]
+            factors = {k: cat_factors([p[k] for p in parts]) for k in parts[0]}
+            return FactoredOperator(factors, plan.n_outputs, collapse, column_block)
     n_outputs = check_inputs(model, inputs)
     names = select_parameters(model, layers)
     dtype = dict(model.named_parameters())[names[0]].dtype
     weights = check_output_weights(output_weights, n_outputs, dtype)
-    return EntkOperator(model, inputs, collapse, names, n_outputs, weights, chunk_size)
+    if reuse_forward is None:
+        reuse_forward = _activation_bytes(model, inputs[: min(2, n)]) * n // min(2, n) <= budget // 2
+    return VjpOperator(model, inputs, collapse, names, n_outputs, weights, chunk_size, reuse_forward)
+
+
+def _activation_bytes(model: nn.Module, pilot: torch.Tensor) -> int:
+    """Bytes of all module outputs on a pilot batch, times 3 (a rough bound for autodiff state)."""
+    total = [0]
+
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(pilot)
+    finally:
+        for h in handles:
+            h.remove()
+    return 3 * total[0]

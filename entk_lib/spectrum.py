@@ -8,11 +8,12 @@ import numpy as np
 import scipy.linalg
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
+from tqdm.auto import tqdm
 
 from .kernel import LowRankKernel
-from .params import check_int, check_real
+from .params import check_choice, check_int, check_real
 
-__all__ = ["Eigenpairs", "cliff_ratios", "find_cliffs", "top_eigenpairs"]
+__all__ = ["Eigenpairs", "block_krylov_eigsh", "cliff_ratios", "find_cliffs", "top_eigenpairs"]
 
 
 class Eigenpairs(NamedTuple):
@@ -22,7 +23,16 @@ class Eigenpairs(NamedTuple):
     vectors: np.ndarray
 
 
-def top_eigenpairs(kernel, k: int, *, tol: float = 0.0, seed: int = 0) -> Eigenpairs:
+def top_eigenpairs(
+    kernel,
+    k: int,
+    *,
+    method: str = "auto",
+    tol: float | None = None,
+    block_size: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Eigenpairs:
     """The ``k`` largest eigenpairs of a symmetric PSD kernel.
 
     Parameters
@@ -31,13 +41,22 @@ def top_eigenpairs(kernel, k: int, *, tol: float = 0.0, seed: int = 0) -> Eigenp
         Dense matrices use LAPACK ``eigh`` (only the top k are computed). A
         :class:`~entk_lib.kernel.LowRankKernel` ``F F^T`` is diagonalized through the smaller
         Gram matrix ``F^T F``. A ``LinearOperator`` (e.g. :func:`entk_lib.entk_operator`) uses
-        Lanczos (ARPACK ``eigsh``), or a dense fallback when ``k`` is close to ``n``.
+        Lanczos (ARPACK ``eigsh``) or block Krylov (:func:`block_krylov_eigsh`), or a dense
+        fallback when ``k`` is close to ``n``.
     k : int
         Number of eigenpairs, ``1 <= k <= n`` (``<= rank bound`` for a LowRankKernel).
-    tol : float
-        Lanczos tolerance (0 means machine precision).
+    method : {"auto", "lanczos", "block"}
+        For operators: ``lanczos`` (one vector at a time), ``block`` (blocks of vectors, far
+        fewer passes over the operator; best for large ``k``), ``auto`` = block when k > 32.
+    tol : float, optional
+        Residual tolerance relative to the largest eigenvalue (default: 1e-10 for float64
+        operators, 1e-5 for float32); 0 means machine precision for Lanczos.
+    block_size : int, optional
+        Block width of the block method (default ``max(16, min(256, k // 4))``).
     seed : int
-        Seed of the Lanczos start vector, for reproducible eigenvectors.
+        Seed of the start vectors, for reproducible eigenvectors.
+    progress : bool
+        Show the block method's restart cycles.
 
     Returns
     -------
@@ -47,7 +66,8 @@ def top_eigenpairs(kernel, k: int, *, tol: float = 0.0, seed: int = 0) -> Eigenp
     if isinstance(kernel, LowRankKernel):
         values, vectors = _lowrank_top(kernel, k)
     elif isinstance(kernel, LinearOperator):
-        values, vectors = _operator_top(kernel, k, tol, seed)
+        check_choice("method", method, ("auto", "lanczos", "block"))
+        values, vectors = _operator_top(kernel, k, method, tol, block_size, seed, progress)
     else:
         values, vectors = _dense_top(kernel, k)
     order = np.argsort(values)[::-1]
@@ -97,15 +117,129 @@ def _lowrank_top(kernel: LowRankKernel, k):
     return values, vectors
 
 
-def _operator_top(op: LinearOperator, k, tol, seed):
+def _default_tol(dtype) -> float:
+    return 1e-5 if np.dtype(dtype) == np.float32 else 1e-10
+
+
+def _operator_top(op: LinearOperator, k, method, tol, block_size, seed, progress):
     n = op.shape[0]
     k = _check_k(k, n)
-    if k >= n - 1:
+    if k >= n - 1 or (method == "auto" and n <= 2 * k + 64):
         dense = op.matmat(np.eye(n, dtype=op.dtype))
         return _dense_top(dense, k)
+    if method == "block" or (method == "auto" and k > 32):
+        block = block_size or max(16, min(256, k // 4))
+        tol = _default_tol(op.dtype) if tol is None else tol
+        dtype = np.float32 if np.dtype(op.dtype) == np.float32 else np.float64
+        return block_krylov_eigsh(op.matmat, n, k, block_size=block, tol=tol, seed=seed,
+                                  dtype=dtype, progress=progress)
     v0 = np.random.default_rng(seed).standard_normal(n).astype(op.dtype)
-    values, vectors = eigsh(op, k=k, which="LA", tol=tol, v0=v0)
+    values, vectors = eigsh(op, k=k, which="LA", tol=0.0 if tol is None else tol, v0=v0)
     return values, vectors
+
+
+def block_krylov_eigsh(
+    matmat,
+    n: int,
+    k: int,
+    *,
+    block_size: int = 64,
+    basis_size: int | None = None,
+    tol: float = 1e-10,
+    max_cycles: int = 100,
+    seed: int = 0,
+    dtype=np.float64,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` eigenpairs of a symmetric PSD operator by thick-restarted block Krylov.
+
+    Each cycle grows an orthonormal basis ``V`` by blocks ``B -> A B`` (twice orthogonalized
+    against ``V``), then a Rayleigh-Ritz step on ``V^T A V`` gives Ritz pairs ``(theta, x)`` with
+    residuals ``||A x - theta x||``. The top ``k`` have converged when every residual is below
+    ``tol * theta_1``; otherwise the basis restarts from the top ``k + block_size`` Ritz vectors
+    (kept with their images: no extra products) plus the residual block of the first unconverged
+    pairs. Products with ``A`` are always whole blocks, so ``matmat`` runs as a few large matrix
+    products instead of thousands of single-vector passes.
+
+    Returns
+    -------
+    (values (k,), vectors (n, k)), values descending.
+    """
+    rng = np.random.default_rng(seed)
+    keep = min(n, k + block_size)
+    basis_size = min(n, basis_size or max(2 * keep, keep + 4 * block_size))
+    basis = _Basis(n, basis_size, dtype)
+    new = rng.standard_normal((n, min(block_size, n))).astype(dtype)
+    open_ = np.arange(k)
+    cycles = tqdm(range(max_cycles), desc="block Krylov", disable=not progress, leave=False)
+    for _ in cycles:
+        basis.grow(matmat, new)
+        theta, x, ax = basis.ritz(keep)
+        resid = ax - x * theta.astype(dtype)
+        norms = np.linalg.norm(resid, axis=0)
+        open_ = np.flatnonzero(norms[:k] > tol * max(theta[0], np.finfo(float).tiny))
+        cycles.set_postfix(unconverged=open_.size)
+        if open_.size == 0 or basis.size >= n:
+            return theta[:k], x[:, :k]
+        basis.restart(x, ax, theta)
+        new = resid[:, open_[:block_size]]
+    raise RuntimeError(
+        f"block Krylov did not converge in {max_cycles} cycles ({open_.size} of {k} pairs above "
+        f"tolerance {tol:g}); raise `tol` or `block_size`"
+    )
+
+
+class _Basis:
+    """Preallocated orthonormal basis ``V`` (n, m), its image ``A V`` and ``T = V^T A V``."""
+
+    def __init__(self, n, capacity, dtype):
+        self.v = np.empty((n, capacity), dtype=dtype)
+        self.av = np.empty((n, capacity), dtype=dtype)
+        self.t = np.zeros((capacity, capacity))
+        self.size = 0
+        # new directions weaker than this (relative) after projection are dropped, so that
+        # rounding cannot leave the basis non-orthogonal
+        self.drop_tol = 1e-2 if np.dtype(dtype) == np.float32 else 1e-6
+
+    def grow(self, matmat, new):
+        """Append Krylov blocks (new, A new, ...) until the basis is full."""
+        cap = self.v.shape[1]
+        while self.size < cap:
+            v = self.v[:, : self.size]
+            new = new[:, : cap - self.size]
+            scale = max(float(np.linalg.norm(new, axis=0).max(initial=0.0)), 1e-300)
+            for _ in range(2):  # classical Gram-Schmidt, twice, against the whole basis
+                new = new - v @ (v.T @ new)
+            q, r = np.linalg.qr(new)
+            # drop directions that were (numerically) already in the basis
+            q = q[:, np.abs(np.diag(r)) > self.drop_tol * scale]
+            if q.shape[1] == 0:
+                break
+            aq = np.asarray(matmat(q), dtype=self.v.dtype)
+            s, e = self.size, self.size + q.shape[1]
+            self.v[:, s:e], self.av[:, s:e] = q, aq
+            cross = self.v[:, :e].T @ aq  # only the new columns of T
+            self.t[:e, s:e] = cross
+            self.t[s:e, :e] = cross.T
+            self.size = e
+            new = aq
+
+    def ritz(self, keep):
+        """Top ``keep`` Ritz pairs (values descending) and their images."""
+        m = self.size
+        t = 0.5 * (self.t[:m, :m] + self.t[:m, :m].T)
+        theta, s = scipy.linalg.eigh(t, subset_by_index=[max(0, m - keep), m - 1])
+        order = np.argsort(theta)[::-1]
+        theta, s = theta[order], s[:, order].astype(self.v.dtype)
+        return theta, self.v[:, :m] @ s, self.av[:, :m] @ s
+
+    def restart(self, x, ax, theta):
+        """Keep the Ritz vectors: for them ``T`` is diagonal."""
+        m = x.shape[1]
+        self.v[:, :m], self.av[:, :m] = x, ax
+        self.t[:] = 0.0
+        self.t[np.arange(m), np.arange(m)] = theta
+        self.size = m
 
 
 def _fix_signs(vectors: np.ndarray) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""Parameter validation, the cache, the training loop, the claims table, style."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from entk_lib import cache, params
+from entk_lib.claims import ClaimsTable, fmt, fmt_spread, verdict
+from entk_lib.training import accuracy, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_check_int_and_real_name_the_parameter_and_range():
+    assert params.check_int("width", 512) == 512
+    with pytest.raises(ValueError, match=r"`width` must be an integer >= 1, got 0"):
+        params.check_int("width", 0)
+    with pytest.raises(ValueError, match=r"`width` must be an integer >= 1, got 2.5"):
+        params.check_int("width", 2.5)
+    with pytest.raises(ValueError, match=r"`width`"):
+        params.check_int("width", True)
+    with pytest.raises(ValueError, match=r"`train_fraction` must be a number in \(0, 1\), got 1.0"):
+        params.check_real("train_fraction", 1.0, low=0, high=1, low_inclusive=False, high_inclusive=False)
+    with pytest.raises(ValueError, match="finite"):
+        params.check_real("lr", float("nan"))
+    with pytest.raises(ValueError, match=r"`seeds\[1\]`"):
+        params.check_int_list("seeds", [0, -1])
+    with pytest.raises(ValueError, match=r"`p` must be an odd prime"):
+        params.check_prime("p", 27)
+    assert params.check_prime("p", 29) == 29
+    assert [n for n in range(30) if params.is_prime(n)] == [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]
+
+
+def test_cache_roundtrip_and_atomic_write(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    calls = []
+    value = cache.cached("unit", {"a": 1, "b": [2, 3]}, lambda: calls.append(1) or {"x": torch.ones(2)})
+    again = cache.cached("unit", {"b": [2, 3], "a": 1}, lambda: calls.append(1) or None)
+    assert len(calls) == 1 and torch.equal(again["x"], value["x"])
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert len(list((tmp_path / "unit").glob("*.json"))) == 1
+
+    def boom():
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cache.cached("unit", {"a": 2}, boom)
+    assert len(list((tmp_path / "unit").glob("*.pt"))) == 1  # nothing half-written
+
+
+def test_corrupt_cache_entry_is_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    key = cache.params_hash({"a": 1})
+    (tmp_path / "unit").mkdir()
+    (tmp_path / "unit" / f"{key}.pt").write_bytes(b"garbage")
+    assert cache.cached("unit", {"a": 1}, lambda: 42) == 42
+    assert cache.cached("unit", {"a": 1}, lambda: 0) == 42
+
+
+def test_train_records_history_and_checkpoints():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x, y = torch.randn(20, 3), torch.randn(20, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = train(model, torch.nn.functional.mse_loss, (x, y), optimizer=opt, epochs=6,
+                test_data=(x[:5], y[:5]), batch_size=8, eval_every=3, checkpoint_epochs=[0, 3],
+                progress=False)
+    assert run.history["epoch"] == [0, 3, 6]
+    assert run.history["train_loss"][-1] < run.history["train_loss"][0]
+    assert set(run.checkpoints) == {0, 3}
+    at0 = run.model_at(model, 0)
+    assert not torch.equal(at0.weight, model.weight)
+    with pytest.raises(ValueError, match="`epoch` 5 has no checkpoint"):
+        run.model_at(model, 5)
+    with pytest.raises(ValueError, match="`checkpoint_epochs` must be an integer in \\[0, 6\\]"):
+        train(model, torch.nn.functional.mse_loss, (x, y), optimizer=opt, epochs=6,
+              checkpoint_epochs=[7], progress=False)
+    assert accuracy(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])) == 0.5
+
+
+def test_claims_table_renders_stably():
+    t = ClaimsTable("Demo")
+    t.add("cliff at 50", "50", fmt(50), verdict(True))
+    t.add("overlap", "26.47 / 28", fmt_spread([26.1, 26.3, 26.5]), verdict(False, partial=True))
+    assert "| 1 | cliff at 50 | 50 | 50 | reproduced |" in t._repr_markdown_()
+    assert "26.30 ± 0.16 (n=3)" in repr(t)
+    assert t.verdict_counts()["partly reproduced"] == 1
+    assert fmt(-0.0001) == "0.00" and verdict(None) == "inconclusive"
+    with pytest.raises(ValueError, match="`verdict_text`"):
+        t.add("x", "y", "z", "maybe")
+
+
+def test_ntk_review_pipeline_small_and_validated():
+    from entk_lib.experiments import ntk_review as review
+
+    p = review.ReviewParams(widths=[8, 32], n_train=16, n_test=16, steps=20, seeds=[0], ranks=[1, 4, 16])
+    results = review.width_sweep(p, progress=False)
+    summary = review.summarize(results, p)
+    assert summary["drift"].shape == (2,) and summary["truncation_r2"].shape == (2, 3)
+    table = review.claims_table(summary, p)
+    assert len(table.rows) == 5
+    with pytest.raises(ValueError, match=r"`ranks\[0\]` must be an integer in \[1, 16\]"):
+        review.ReviewParams(n_train=16, ranks=[32])
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        review.ReviewParams(activation="sigmoid")
+
+
+def test_ruff_clean():
+    exe = Path(sys.executable).parent / "ruff"
+    if not exe.exists() and shutil.which("ruff") is None:
+        pytest.skip("ruff is not installed")
+    out = subprocess.run([str(exe) if exe.exists() else "ruff", "check", "."], cwd=ROOT,
+                         capture_output=True, text=True, env=os.environ)
+    assert out.returncode == 0, out.stdout + out.stderr

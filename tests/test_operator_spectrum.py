@@ -1,0 +1,170 @@
+"""Matrix-free operator, low-rank route and eigensolvers against dense computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import entk_lib
+from entk_lib import entk, entk_lowrank, entk_operator, find_cliffs, top_eigenpairs
+from entk_lib.alignment import principal_cosines
+from entk_lib.spectrum import cliff_ratios
+
+
+@pytest.mark.parametrize("backend", ["factored", "vjp", "vjp-no-reuse"])
+@pytest.mark.parametrize("collapse", ["flattened", "class_mean", "sum_logits"])
+@pytest.mark.parametrize("fixture", ["small_mlp", "two_heads", "tiny_seq"])
+def test_operator_products_equal_dense(fixture, collapse, backend, request):
+    model, x = request.getfixturevalue(fixture)
+    dense = entk(model, x, collapse=collapse).numpy()
+    op = entk_operator(model, x, collapse=collapse, chunk_size=2, column_block=2,
+                       backend=backend.removesuffix("-no-reuse"),
+                       reuse_forward=not backend.endswith("no-reuse"))
+    expected = "FactoredOperator" if backend == "factored" else "VjpOperator"
+    assert type(op).__name__ == expected
+    v = np.random.default_rng(0).standard_normal((dense.shape[0], 3))
+    np.testing.assert_allclose(op.matmat(v), dense @ v, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(op.matvec(v[:, 0]), dense @ v[:, 0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["factored", "vjp"])
+def test_operator_with_layers_and_weights(tiny_seq, backend):
+    model, x = tiny_seq
+    w = [1.0, 0.3, 2.0, 0.7, 1.5]
+    for layers in (["tok"], ["mix.bias", "pos"], "unembed"):
+        dense = entk(model, x, collapse="flattened", layers=layers, output_weights=w).numpy()
+        op = entk_operator(model, x, collapse="flattened", layers=layers, output_weights=w,
+                           backend=backend)
+        v = np.random.default_rng(1).standard_normal((dense.shape[0], 2))
+        np.testing.assert_allclose(op.matmat(v), dense @ v, rtol=1e-10, atol=1e-10)
+
+
+def test_auto_operator_backend_follows_the_memory_budget(small_mlp):
+    model, x = small_mlp
+    assert type(entk_operator(model, x)).__name__ == "FactoredOperator"
+    assert type(entk_operator(model, x, memory_budget=100)).__name__ == "VjpOperator"
+
+
+def assert_same_eigenpairs(got, want, k, rtol=1e-6):
+    np.testing.assert_allclose(got.values, want.values, rtol=rtol)
+    # compare subspaces (robust to sign and to rotations inside degenerate eigenspaces)
+    cos = principal_cosines(got.vectors[:, :k], want.vectors[:, :k])
+    assert cos.min() > 1 - 1e-6
+
+
+def test_lanczos_on_operator_agrees_with_dense_eigh():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    x = torch.randn(30, 4, dtype=torch.float64)
+    k = 8
+    dense = top_eigenpairs(entk(model, x, collapse="flattened"), k)
+    lanczos = top_eigenpairs(entk_operator(model, x, collapse="flattened"), k)
+    assert_same_eigenpairs(lanczos, dense, k)
+    full = np.linalg.eigvalsh(entk(model, x, collapse="flattened").numpy())[::-1][:k]
+    np.testing.assert_allclose(dense.values, full, rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [5, 40, 90])
+def test_block_krylov_agrees_with_dense_eigh(k):
+    """Float64 block Krylov against LAPACK to 1e-6 relative, including a planted degenerate cluster."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 12), torch.nn.Tanh(), torch.nn.Linear(12, 4)).double()
+    x = torch.randn(40, 4, dtype=torch.float64)
+    dense_k = entk(model, x, collapse="flattened")
+    op = entk_operator(model, x, collapse="flattened")
+    got = top_eigenpairs(op, k, method="block", block_size=8)
+    want = top_eigenpairs(dense_k, k)
+    assert_same_eigenpairs(got, want, k)
+
+
+def test_block_krylov_on_a_clustered_spectrum():
+    rng = np.random.default_rng(0)
+    q = np.linalg.qr(rng.standard_normal((300, 300)))[0]
+    lam = np.concatenate([[50.0], np.full(30, 10.0), np.full(30, 1.0), np.geomspace(1e-2, 1e-6, 239)])
+    mat = (q * lam) @ q.T
+    vals, vecs = entk_lib.spectrum.block_krylov_eigsh(lambda v: mat @ v, 300, 61, block_size=16)
+    np.testing.assert_allclose(np.sort(vals)[::-1], lam[:61], rtol=1e-8)
+    cos = principal_cosines(vecs[:, 1:31], q[:, 1:31])
+    assert cos.min() > 1 - 1e-8
+
+
+def test_lowrank_route_agrees_with_dense():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 5)).double()
+    x = torch.randn(20, 3, dtype=torch.float64)  # P = 41 < C*N = 100: rank-deficient kernel
+    lowrank = entk_lowrank(model, x, collapse="flattened")
+    dense = entk(model, x, collapse="flattened")
+    torch.testing.assert_close(lowrank.dense(), dense)
+    k = 10
+    assert_same_eigenpairs(top_eigenpairs(lowrank, k), top_eigenpairs(dense, k), k)
+    for collapse in ("class_mean", "sum_logits"):
+        torch.testing.assert_close(entk_lowrank(model, x, collapse=collapse).dense(),
+                                   entk(model, x, collapse=collapse))
+    with pytest.raises(ValueError, match=r"`k` must be in \[1, 41\].*rank bound"):
+        top_eigenpairs(lowrank, 42)
+
+
+def test_eigenpairs_are_sorted_orthonormal_with_fixed_signs(small_mlp):
+    model, x = small_mlp
+    pairs = top_eigenpairs(entk(model, x, collapse="flattened"), 6)
+    assert np.all(np.diff(pairs.values) <= 0)
+    np.testing.assert_allclose(pairs.vectors.T @ pairs.vectors, np.eye(6), atol=1e-10)
+    idx = np.abs(pairs.vectors).argmax(0)
+    assert np.all(pairs.vectors[idx, np.arange(6)] > 0)
+
+
+def test_k_out_of_range_and_bad_kernels(small_mlp):
+    model, x = small_mlp
+    k = entk(model, x, collapse="class_mean")
+    with pytest.raises(ValueError, match=r"`k` must be an integer in \[1, 5\]"):
+        top_eigenpairs(k, 6)
+    with pytest.raises(ValueError, match=r"`k` must be an integer in \[1, 5\]"):
+        top_eigenpairs(entk_operator(model, x, collapse="class_mean"), 0)
+    with pytest.raises(ValueError, match="square"):
+        top_eigenpairs(np.zeros((3, 4)), 1)
+    with pytest.raises(ValueError, match="symmetric"):
+        top_eigenpairs(np.triu(np.ones((3, 3))), 1)
+    with pytest.raises(ValueError, match="`collapse` must be one of"):
+        entk_operator(model, x, collapse="full")
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        top_eigenpairs(entk_operator(model, x), 2, method="arnoldi")
+    with pytest.raises(ValueError, match="`backend` must be one of"):
+        entk_operator(model, x, backend="dense")
+
+
+def test_operator_dense_fallback_for_large_k(small_mlp):
+    model, x = small_mlp
+    dense = top_eigenpairs(entk(model, x, collapse="class_mean"), 5)
+    via_op = top_eigenpairs(entk_operator(model, x, collapse="class_mean"), 5)
+    np.testing.assert_allclose(via_op.values, dense.values, rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# cliffs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_find_cliffs_on_a_planted_spectrum():
+    lam = np.concatenate([[100.0], np.full(56, 10.0), np.full(56, 1.0), np.full(100, 0.01)])
+    lam = lam * (1 + 0.01 * np.random.default_rng(0).standard_normal(lam.size))
+    cliffs, ratios = find_cliffs(lam, threshold=3.0, return_ratios=True)
+    assert list(cliffs) == [113, 1, 57]  # strongest first: 1/0.01, then 100/10 and 10/1
+    assert ratios[0] > 50 and np.all(np.diff(ratios) <= 0)
+
+
+def test_find_cliffs_ignores_numerical_zeros_beyond_the_rank():
+    lam = np.concatenate([np.linspace(5, 4, 10), [1e-14, 1e-17, 1e-20]])
+    assert list(find_cliffs(lam, threshold=2.0)) == [10]
+    assert np.isnan(cliff_ratios(lam)[0])
+
+
+def test_find_cliffs_validates_threshold():
+    with pytest.raises(ValueError, match="`threshold` must be a number in \\(1"):
+        find_cliffs([3.0, 1.0], threshold=0.5)
+    assert find_cliffs([1.0]).size == 0
+
+
+def test_public_api_is_importable():
+    for name in entk_lib.__all__:
+        assert hasattr(entk_lib, name)
