@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import entk_lib
+import entk_lib.claims
 from entk_lib.alignment import orthonormal_basis, subspace_overlap
 from entk_lib.experiments import modular as mod
 from entk_lib.features import FOURIER_KINDS, fourier_families, fourier_family, modular_pairs
@@ -223,3 +224,30 @@ def test_causal_ablation_of_everything_zeroes_the_output(small_model):
     assert np.isclose(energy, 1.0) and np.isclose(loss, 1 / P)
     assert np.isclose(out["windows"]["none"][2], 0.0)
     assert out["random"][P * P].shape == (3, 3)
+
+
+def _tiny_params(**kw):
+    base = dict(p=5, width=8, epochs=20, seeds=[0, 1], top_k=25, null_draws=50, scales=[0.5, 1.0],
+                flat_top_k=30, flat_seeds=[0])
+    return mod.ModularParams(**(base | kw))
+
+
+def test_flattened_analysis_matches_dense(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    params = _tiny_params()
+    flat = mod.flattened_analysis(params, 0)
+    model, x = train_modular(params, 0).model_at(), modular_data(5)[0]
+    dense = np.linalg.eigvalsh(entk_lib.entk(model, x, collapse="flattened").double().numpy())[::-1]
+    assert np.allclose(flat["values"], dense[:30], rtol=1e-4)
+    h = entk_lib.entk(model, x, collapse="class_mean", layers=["fc2"]).double().numpy()
+    assert np.allclose(flat["layer2_values"], np.repeat(np.linalg.eigvalsh(h)[::-1], 5)[:30])
+
+
+def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    params = _tiny_params()
+    results, null = mod.run_all(params, progress=False)
+    summary = mod.summarize(results, params, null)
+    table = mod.claims_table(summary, params, [mod.flattened_analysis(params, 0)])
+    assert len(table.rows) == 10 and all(r.verdict in entk_lib.claims.VERDICTS for r in table.rows)
+    assert "expected cliffs (0-based): (9, 17)" in mod.key_numbers(summary, params)

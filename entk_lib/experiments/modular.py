@@ -264,8 +264,9 @@ def flattened_analysis(params: ModularParams, seed: int, k: int | None = None, *
     The layer-2 part of the flattened kernel is ``I_p (x) H`` (H the layer-2 class_mean kernel),
     so its spectrum is H's, each eigenvalue repeated p times: a cliff of H at index j appears at
     ``p * j``. That prediction (``layer2_values``, ``layer2_cliffs``) is returned beside the
-    measured spectrum of the total flattened kernel as a cross-check. ``tol`` is the Lanczos
-    tolerance (relative accuracy of the eigenvalues).
+    measured spectrum of the total flattened kernel as a cross-check. ``largest_drops`` lists
+    the five largest drops ``(index, ratio)`` of the measured spectrum, whatever the threshold.
+    ``tol`` is the Lanczos tolerance (relative accuracy of the eigenvalues).
     """
     k = params.flat_top_k if k is None else check_int("k", k, minimum=2, maximum=params.p**3 - 1)
     run = train_modular(params.setup, seed)
@@ -274,7 +275,10 @@ def flattened_analysis(params: ModularParams, seed: int, k: int | None = None, *
     h = entk(model, x, collapse="class_mean", layers=["fc2"]).double().numpy()
     layer2 = np.repeat(np.linalg.eigvalsh(h)[::-1], params.p)[:k]
     thr = params.cliff_threshold
-    return {"seed": seed, "k": k, "values": values, "ratios": cliff_ratios(values),
+    ratios = cliff_ratios(values)
+    order = np.argsort(-np.nan_to_num(ratios, nan=-np.inf), kind="stable")[:5]
+    return {"seed": seed, "k": k, "values": values, "ratios": ratios,
+            "largest_drops": [(int(i), float(ratios[i])) for i in order],
             "cliffs": np.sort(find_cliffs(values, threshold=thr)),
             "layer2_values": layer2, "layer2_cliffs": np.sort(find_cliffs(layer2, threshold=thr))}
 
@@ -651,6 +655,22 @@ def plot_flattened(flat: dict, params: ModularParams):
                   ylabel="eigenvalue (logit² units)")
     spectrum_plot(ax, flat["layer2_values"], label="layer 2 only: eig(H), each repeated p times",
                   marker_cliffs=False, title=ax.get_title(), ylabel=ax.get_ylabel())
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_ratios(summary: dict, params: ModularParams):
+    """Histogram, over (class, seed) kernels, of the drop ratios at the two expected cliffs."""
+    c1, c2 = summary["expected_cliffs"]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ratios = summary["pc_ratios"]
+    bins = np.linspace(1.0, max(2.5, float(ratios.max()) + 0.05), 40)
+    ax.hist(ratios[:, 0], bins=bins, alpha=0.7, label=f"drop at {c1} (end of the first cliff)")
+    ax.hist(ratios[:, 1], bins=bins, alpha=0.7, label=f"drop at {c2} (end of the second cliff)")
+    ax.axvline(params.cliff_threshold, color="k", ls="--", lw=1, label="cliff threshold")
+    ax.set(title=f"per-class kernels: drop ratios ({len(ratios)} (class, seed) kernels)",
+           xlabel="lambda[k-1] / lambda[k] (dimensionless)", ylabel="number of kernels")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
