@@ -1,0 +1,676 @@
+"""Chapter 3 (modular addition): eNTK cliffs of Gromov's quadratic MLP and Fourier families.
+
+The paper's Section 4 (v1) and Fig. 1 / Table 1 (v4). For each seed, the cached run of
+:func:`entk_lib.models.modular.train_modular` is analysed at the end of training:
+
+- the ``class_mean`` eNTK over all p^2 inputs, in total and per layer, and layer 1 at
+  initialization: top eigenpairs and cliffs (:func:`entk_lib.find_cliffs`);
+- the ``per_class`` kernels (their cliffs, class by class);
+- overlaps of the two cliff windows with the four Fourier families, against random subspaces;
+- the function-preserving rescaling ``W1 -> s W1, W2 -> W2 / s^2`` (layer kernels scale by
+  ``s^-2`` and ``s^4``), which moves the cliffs of the total kernel;
+- a causal test: ablate, in the readout weights ``W2``, the hidden-space directions that a
+  cliff's eigenvectors induce, against random ablations of the same dimension;
+- the ``flattened`` kernel (p^2 * p rows) through the matrix-free operator.
+
+Eigenvector windows use 0-based indices: the leading mode is index 0, the first cliff indices
+``1 .. 2(p-1)`` and the second ``2(p-1)+1 .. 4(p-1)`` (eigenvectors 1-56 and 57-112 at p = 29),
+so the cliffs :func:`find_cliffs` should report sit at ``2(p-1)+1`` and ``4(p-1)+1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import scipy.linalg
+import torch
+from tqdm.auto import tqdm
+
+from ..alignment import orthonormal_basis, pair_projection, random_subspace_overlaps, subspace_overlap
+from ..claims import ClaimsTable, fmt, fmt_spread, verdict
+from ..features import FOURIER_KINDS, fourier_families, fourier_family
+from ..kernel import entk, entk_by_layer
+from ..models.modular import ModularMLP, ModularSetup, train_modular
+from ..operator import entk_operator
+from ..params import check_int, check_int_list, check_prime, check_real
+from ..plotting import heatmap, spectrum_plot
+from ..spectrum import cliff_ratios, find_cliffs, top_eigenpairs
+
+__all__ = [
+    "ModularParams",
+    "analyze_seed",
+    "causal_ablation",
+    "cliff_windows",
+    "flattened_analysis",
+    "null_overlaps",
+    "rescaled_total",
+    "run_all",
+]
+
+#: Fractions of the family dimension p-1 reported in v4's Table 1 (26.47/28 and 25.21/28).
+PAPER_SECOND_CLIFF = {"sum": 26.47 / 28, "diff": 25.21 / 28}
+LAYERS = ("fc1", "fc2")
+
+
+@dataclass
+class ModularParams:
+    """Parameters of the modular-addition chapter (validated on construction)."""
+
+    p: int = 29
+    width: int = 512
+    train_fraction: float = 0.7
+    lr: float = 0.05
+    weight_decay: float = 0.01
+    epochs: int = 500
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    top_k: int = 200
+    cliff_threshold: float = 2.0
+    null_draws: int = 1000
+    scales: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.71, 1.0, 1.41, 2.0, 4.0])
+    flat_top_k: int = 200
+    flat_seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self):
+        self.p = check_prime("p", self.p)
+        self.width = check_int("width", self.width, minimum=1)
+        self.train_fraction = check_real("train_fraction", self.train_fraction, low=0.0, high=1.0,
+                                         low_inclusive=False, high_inclusive=False)
+        self.lr = check_real("lr", self.lr, low=0.0, low_inclusive=False)
+        self.weight_decay = check_real("weight_decay", self.weight_decay, low=0.0)
+        self.epochs = check_int("epochs", self.epochs, minimum=1)
+        self.seeds = check_int_list("seeds", self.seeds, minimum=0)
+        n = self.p**2
+        self.top_k = check_int("top_k", self.top_k, minimum=min(4 * (self.p - 1) + 2, n), maximum=n)
+        self.cliff_threshold = check_real("cliff_threshold", self.cliff_threshold, low=1.0,
+                                          low_inclusive=False)
+        self.null_draws = check_int("null_draws", self.null_draws, minimum=1)
+        if isinstance(self.scales, (str, bytes)) or not hasattr(self.scales, "__len__") or not self.scales:
+            raise ValueError(f"`scales` must be a non-empty list of positive numbers, got {self.scales!r}")
+        self.scales = [check_real(f"scales[{i}]", s, low=0.0, low_inclusive=False)
+                       for i, s in enumerate(self.scales)]
+        self.flat_top_k = check_int("flat_top_k", self.flat_top_k, minimum=2, maximum=n * self.p - 1)
+        self.flat_seeds = check_int_list("flat_seeds", self.flat_seeds, minimum=0, nonempty=False)
+
+    @property
+    def setup(self) -> ModularSetup:
+        """The training setup (``checkpoint_every`` 10: the cache entry other chapters share)."""
+        return ModularSetup.from_params(self)
+
+    @property
+    def family_dim(self) -> int:
+        """Dimension of one Fourier family, p - 1."""
+        return self.p - 1
+
+
+def cliff_windows(p: int) -> dict[str, slice]:
+    """0-based eigenvector windows: ``lead`` (0), ``first`` (1 .. 2(p-1)), ``second``
+    (2(p-1)+1 .. 4(p-1)) and ``next`` (the following 2(p-1), a control window)."""
+    c = 2 * (p - 1)
+    return {"lead": slice(0, 1), "first": slice(1, 1 + c), "second": slice(1 + c, 1 + 2 * c),
+            "next": slice(1 + 2 * c, 1 + 3 * c)}
+
+
+def _expected_cliffs(p: int) -> tuple[int, int]:
+    return 2 * (p - 1) + 1, 4 * (p - 1) + 1
+
+
+def _spectrum(kernel: torch.Tensor, k: int, threshold: float) -> dict:
+    values, vectors = top_eigenpairs(kernel.double(), k)
+    return {"values": values, "vectors": vectors, "ratios": cliff_ratios(values),
+            "cliffs": np.sort(find_cliffs(values, threshold=threshold))}
+
+
+def _overlaps(vectors: np.ndarray, p: int) -> dict[str, dict[str, float]]:
+    """Overlap of each cliff window with each (mean-centred) family: window -> family -> value."""
+    fams = fourier_families(p)
+    return {w: {f: subspace_overlap(vectors[:, sl], fams[f]) for f in FOURIER_KINDS}
+            for w, sl in cliff_windows(p).items() if w in ("first", "second")}
+
+
+def per_class_cliffs(kernels: torch.Tensor, k: int, threshold: float) -> dict:
+    """Cliffs of each per-class kernel (C, N, N) from its top ``k`` eigenvalues.
+
+    Returns ``cliffs`` (list of C sorted index arrays) and ``ratios`` (C, k), as
+    :func:`entk_lib.cliff_ratios`.
+    """
+    cliffs, ratios = [], []
+    for kc in kernels.double().numpy():
+        n = kc.shape[0]
+        values = scipy.linalg.eigh(kc, eigvals_only=True, subset_by_index=[n - k, n - 1])[::-1]
+        cliffs.append(np.sort(find_cliffs(values, threshold=threshold)))
+        ratios.append(cliff_ratios(values))
+    return {"cliffs": cliffs, "ratios": np.array(ratios)}
+
+
+def rescaled_total(kernels: dict[str, torch.Tensor], s: float) -> torch.Tensor:
+    """Total kernel of the rescaled network ``W1 -> s W1, W2 -> W2 / s^2`` from the layer
+    kernels of the original one: ``s^-2 K_fc1 + s^4 K_fc2`` (checked against
+    :func:`entk_lib.models.modular.rescale_layers` in the tests)."""
+    return kernels["fc1"] / s**2 + kernels["fc2"] * s**4
+
+
+def reparam_sweep(kernels: dict[str, torch.Tensor], params: ModularParams) -> list[dict]:
+    """Spectrum, cliffs and window overlaps of the total kernel for each scale ``s``."""
+    out = []
+    for s in params.scales:
+        spec = _spectrum(rescaled_total(kernels, s), params.top_k, params.cliff_threshold)
+        out.append({"s": s, "values": spec["values"], "cliffs": spec["cliffs"],
+                    "ratios": spec["ratios"], "overlaps": _overlaps(spec["vectors"], params.p)})
+    return out
+
+
+def causal_ablation(model: ModularMLP, x: torch.Tensor, y: torch.Tensor, test_idx: torch.Tensor,
+                    windows: dict[str, np.ndarray], *, draws: int = 1000, seed: int = 0) -> dict:
+    """Ablate, in the readout ``W2``, the hidden directions that windows of eigenvectors induce.
+
+    For a window ``U`` (p^2, d) of kernel eigenvectors over the inputs, the hidden-space
+    directions are ``V = orth(A^T U)`` (width, d), ``A`` (p^2, width) the hidden
+    post-activations over all inputs (``A^T u`` is ``u`` pulled back through layer 2's
+    Jacobian). The ablated readout is ``W2 (I - V V^T)``; the control removes ``draws``
+    Haar-random subspaces of the hidden space of the same dimension d instead.
+
+    Parameters
+    ----------
+    windows : dict name -> ndarray (p^2, d)
+        Eigenvector windows to ablate (one random control per distinct d).
+
+    Returns
+    -------
+    dict with ``base`` (test loss, test accuracy) of the intact network; ``windows``: name ->
+    (test loss, test accuracy, fraction of ``W2``'s squared norm removed); ``random``: d ->
+    array (draws, 3) of the same three numbers for the random ablations.
+    """
+    with torch.no_grad():
+        hidden = model.hidden(x).double().numpy()
+    w2 = model.fc2.weight.detach().double().numpy()
+    yt = y[test_idx].double().numpy()
+    h_test = hidden[test_idx.numpy()]
+
+    def evaluate(basis: np.ndarray | None) -> tuple[float, float, float]:
+        removed = np.zeros_like(w2) if basis is None else (w2 @ basis) @ basis.T
+        out = h_test @ (w2 - removed).T / model.width
+        loss = float(np.mean((out - yt) ** 2))
+        acc = float(np.mean(out.argmax(1) == yt.argmax(1)))
+        return loss, acc, float(np.sum(removed**2) / np.sum(w2**2))
+
+    rng = np.random.default_rng(seed)
+    random = {}
+    for d in sorted({u.shape[1] for u in windows.values()}):
+        random[d] = np.array([evaluate(np.linalg.qr(rng.standard_normal((model.width, d)))[0])
+                              for _ in range(draws)])
+    return {"base": evaluate(None)[:2],
+            "windows": {w: evaluate(orthonormal_basis(hidden.T @ u)) for w, u in windows.items()},
+            "random": random}
+
+
+def null_overlaps(params: ModularParams, seed: int = 12345) -> np.ndarray:
+    """Overlaps of ``null_draws`` random 2(p-1)-dimensional subspaces of R^{p^2} with a family.
+
+    By rotation invariance the distribution depends only on the dimensions (p^2, 2(p-1), p-1),
+    not on which family, so one sample serves all four; its mean is about 2(p-1)^2 / p^2.
+    """
+    return random_subspace_overlaps(params.p**2, 2 * (params.p - 1), fourier_family(params.p, "a"),
+                                    draws=params.null_draws, seed=seed)
+
+
+def analyze_seed(params: ModularParams, seed: int, null: np.ndarray | None = None) -> dict:
+    """Everything the chapter reports for one seed (see the module docstring)."""
+    run = train_modular(params.setup, seed)
+    model, x, y = run.model_at(), run.inputs, run.targets
+    kernels = entk_by_layer(model, x, collapse="class_mean")
+    total = kernels["fc1"] + kernels["fc2"]
+    init_l1 = entk(run.model_at(0), x, collapse="class_mean", layers=["fc1"])
+    k, thr = params.top_k, params.cliff_threshold
+    spectra = {"total": _spectrum(total, k, thr), "fc1": _spectrum(kernels["fc1"], k, thr),
+               "fc2": _spectrum(kernels["fc2"], k, thr), "fc1_init": _spectrum(init_l1, k, thr)}
+    per_class = entk_by_layer(model, x, collapse="per_class")
+    windows = cliff_windows(params.p)
+    vec_total, vec_l1 = spectra["total"]["vectors"], spectra["fc1"]["vectors"]
+    overlaps = {name: _overlaps(spectra[name]["vectors"], params.p) for name in ("total", "fc1", "fc2")}
+    fam_a, fam_b = fourier_family(params.p, "a"), fourier_family(params.p, "b")
+    first_l1 = vec_l1[:, windows["first"]]
+    result = {
+        "seed": seed, "history": run.history,
+        "spectra": {n: {kk: v for kk, v in s.items() if kk != "vectors"} for n, s in spectra.items()},
+        "overlaps": overlaps,
+        "first_vs_layer1": subspace_overlap(vec_total[:, windows["first"]], first_l1, center_family=False),
+        "per_class_cliffs": per_class_cliffs(per_class["fc1"] + per_class["fc2"], k, thr),
+        "pair_projection": np.concatenate([pair_projection(first_l1, fam_a),
+                                           pair_projection(first_l1, fam_b)], axis=1),
+        "reparam": reparam_sweep(kernels, params),
+        "causal": causal_ablation(model, x, y, run.test_idx,
+                                  {w: vec_total[:, sl] for w, sl in windows.items()},
+                                  draws=params.null_draws, seed=seed),
+    }
+    if null is not None:
+        result["p_values"] = {
+            (w, f): float((1 + np.sum(null >= overlaps["total"][w][f])) / (1 + null.size))
+            for w in ("first", "second") for f in FOURIER_KINDS}
+    return result
+
+
+def run_all(params: ModularParams, progress: bool = True) -> tuple[list[dict], np.ndarray]:
+    """:func:`analyze_seed` for every seed, with the shared random-subspace null sample."""
+    null = null_overlaps(params)
+    results = [analyze_seed(params, s, null) for s in tqdm(params.seeds, desc="seeds", disable=not progress)]
+    return results, null
+
+
+def flattened_analysis(params: ModularParams, seed: int, k: int | None = None, *, tol: float = 1e-8) -> dict:
+    """Top ``k`` eigenvalues of the flattened (p^3 x p^3) total eNTK, matrix-free, and its cliffs.
+
+    The layer-2 part of the flattened kernel is ``I_p (x) H`` (H the layer-2 class_mean kernel),
+    so its spectrum is H's, each eigenvalue repeated p times: a cliff of H at index j appears at
+    ``p * j``. That prediction (``layer2_values``, ``layer2_cliffs``) is returned beside the
+    measured spectrum of the total flattened kernel as a cross-check. ``largest_drops`` lists
+    the five largest drops ``(index, ratio)`` of the measured spectrum, whatever the threshold.
+    ``tol`` is the Lanczos tolerance (relative accuracy of the eigenvalues).
+    """
+    k = params.flat_top_k if k is None else check_int("k", k, minimum=2, maximum=params.p**3 - 1)
+    run = train_modular(params.setup, seed)
+    model, x = run.model_at(), run.inputs
+    values, _ = top_eigenpairs(entk_operator(model, x, collapse="flattened"), k, tol=tol)
+    h = entk(model, x, collapse="class_mean", layers=["fc2"]).double().numpy()
+    layer2 = np.repeat(np.linalg.eigvalsh(h)[::-1], params.p)[:k]
+    thr = params.cliff_threshold
+    ratios = cliff_ratios(values)
+    order = np.argsort(-np.nan_to_num(ratios, nan=-np.inf), kind="stable")[:5]
+    return {"seed": seed, "k": k, "values": values, "ratios": ratios,
+            "largest_drops": [(int(i), float(ratios[i])) for i in order],
+            "cliffs": np.sort(find_cliffs(values, threshold=thr)),
+            "layer2_values": layer2, "layer2_cliffs": np.sort(find_cliffs(layer2, threshold=thr))}
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries over seeds and the claims table
+# --------------------------------------------------------------------------------------------
+
+
+def _p_value(observed: float, null: np.ndarray) -> float:
+    return float((1 + np.sum(null >= observed)) / (1 + null.size))
+
+
+def _first_epoch(history: dict, key: str, level: float) -> int:
+    """First epoch at which ``history[key]`` reaches ``level`` (-1 if never)."""
+    hit = np.nonzero(np.asarray(history[key]) >= level)[0]
+    return int(history["epoch"][hit[0]]) if hit.size else -1
+
+
+def _drop_rank(ratios: np.ndarray, index: int) -> int:
+    """1-based rank of the drop at ``index`` among all drops of the spectrum (1 = largest)."""
+    finite = np.nan_to_num(ratios, nan=-np.inf)
+    return int(np.sum(finite > finite[index]) + 1)
+
+
+def summarize(results: list[dict], params: ModularParams, null: np.ndarray) -> dict:
+    """Per-seed arrays of the numbers the claims table and the key-numbers cell report."""
+    c1, c2 = _expected_cliffs(params.p)
+
+    def per_seed(get) -> np.ndarray:
+        return np.array([get(r) for r in results])
+
+    def has(cliffs, c) -> bool:
+        return bool(np.isin(c, cliffs))
+
+    out = {
+        "expected_cliffs": (c1, c2),
+        "grok_epoch": per_seed(lambda r: _first_epoch(r["history"], "test_acc", 0.5)),
+        "final_test_acc": per_seed(lambda r: r["history"]["test_acc"][-1]),
+        "cm_cliffs": [r["spectra"]["total"]["cliffs"] for r in results],
+        "cm_has": per_seed(lambda r: (has(r["spectra"]["total"]["cliffs"], c1),
+                                      has(r["spectra"]["total"]["cliffs"], c2))),
+        "cm_ratios": per_seed(lambda r: r["spectra"]["total"]["ratios"][[1, c1, c2]]),
+        "cm_drop_rank": per_seed(lambda r: [_drop_rank(r["spectra"]["total"]["ratios"], c)
+                                            for c in (c1, c2)]),
+        "pc_has": np.array([[has(c, c1), has(c, c2)] for r in results
+                            for c in r["per_class_cliffs"]["cliffs"]]),
+        "pc_ratios": np.concatenate([r["per_class_cliffs"]["ratios"][:, [c1, c2]] for r in results]),
+        "l1_final": per_seed(lambda r: has(r["spectra"]["fc1"]["cliffs"], c1)),
+        "l1_init": per_seed(lambda r: has(r["spectra"]["fc1_init"]["cliffs"], c1)),
+        "l2_ratio": per_seed(lambda r: r["spectra"]["fc2"]["ratios"][c1]),
+        "first_vs_layer1": per_seed(lambda r: r["first_vs_layer1"]),
+        "null_mean": float(null.mean()), "null_max": float(null.max()),
+        "null_expected": 2 * (params.p - 1) ** 2 / params.p**2,
+    }
+    for w in ("first", "second"):
+        for f in FOURIER_KINDS:
+            out[f"{w}_{f}"] = per_seed(lambda r, w=w, f=f: r["overlaps"]["total"][w][f])
+            out[f"p_{w}_{f}"] = per_seed(lambda r, w=w, f=f: _p_value(r["overlaps"]["total"][w][f], null))
+    out["reparam"] = _reparam_summary(results, params)
+    out["causal"] = _causal_summary(results, params)
+    return out
+
+
+def _reparam_summary(results: list[dict], params: ModularParams) -> dict:
+    c1, c2 = _expected_cliffs(params.p)
+    out = {"s": np.array(params.scales)}
+    for w, fams in (("first", ("a", "b")), ("second", ("sum", "diff"))):
+        for f in fams:
+            out[f"{w}_{f}"] = np.array([[r["reparam"][i]["overlaps"][w][f] for r in results]
+                                        for i in range(len(params.scales))])
+    out["has_c1"] = np.array([[bool(np.isin(c1, r["reparam"][i]["cliffs"])) for r in results]
+                              for i in range(len(params.scales))])
+    out["has_c2"] = np.array([[bool(np.isin(c2, r["reparam"][i]["cliffs"])) for r in results]
+                              for i in range(len(params.scales))])
+    return out
+
+
+def _causal_summary(results: list[dict], params: ModularParams) -> dict:
+    d = 2 * (params.p - 1)
+    out = {"base_loss": np.array([r["causal"]["base"][0] for r in results]),
+           "base_acc": np.array([r["causal"]["base"][1] for r in results]),
+           "random_loss": np.array([r["causal"]["random"][d][:, 0].mean() for r in results]),
+           "random_acc": np.array([r["causal"]["random"][d][:, 1].mean() for r in results]),
+           "random_energy": np.array([r["causal"]["random"][d][:, 2].mean() for r in results])}
+    for w in ("first", "second", "next"):
+        vals = np.array([r["causal"]["windows"][w] for r in results])
+        out[f"{w}_loss"], out[f"{w}_acc"], out[f"{w}_energy"] = vals[:, 0], vals[:, 1], vals[:, 2]
+        out[f"{w}_p"] = np.array([_p_value(r["causal"]["windows"][w][0], r["causal"]["random"][d][:, 0])
+                                  for r in results])
+    return out
+
+
+def key_numbers(summary: dict, params: ModularParams) -> str:
+    """The rounded numbers that nbval checks, one per line."""
+    rep = summary["reparam"]
+    lines = [
+        "epoch at which test accuracy first reaches 50%: " + ", ".join(map(str, summary["grok_epoch"]))
+        + f"; final test accuracy {fmt(summary['final_test_acc'].mean())}",
+        f"expected cliffs (0-based): {summary['expected_cliffs']}",
+        "class_mean cliffs per seed: " + "; ".join(str(list(map(int, c))) for c in summary["cm_cliffs"]),
+        "class_mean drop ratios at 1 / first / second: "
+        + " / ".join(fmt(v) for v in summary["cm_ratios"].mean(0)),
+        "per-class kernels with cliff at first/second: "
+        + " / ".join(f"{100 * v:.0f}%" for v in summary["pc_has"].mean(0)),
+    ]
+    for w, f in (("first", "a"), ("first", "b"), ("second", "sum"), ("second", "diff")):
+        lines.append(f"overlap {w} cliff vs {f}: {fmt_spread(summary[f'{w}_{f}'])} / {params.p - 1}")
+    lines.append(f"random-subspace overlap: mean {fmt(summary['null_mean'])} "
+                 f"(expected {fmt(summary['null_expected'])}), max {fmt(summary['null_max'])}")
+    for i, s in enumerate(rep["s"]):
+        lines.append(f"s={s:g}: second-window sum {fmt(rep['second_sum'][i].mean(), 1)}, "
+                     f"first-window a {fmt(rep['first_a'][i].mean(), 1)}")
+    cz = summary["causal"]
+    lines.append(f"test acc intact {fmt(cz['base_acc'].mean())}; ablate first {fmt(cz['first_acc'].mean())}, "
+                 f"second {fmt(cz['second_acc'].mean())}, random {fmt(cz['random_acc'].mean())}")
+    return "\n".join(lines)
+
+
+def _count(flags) -> str:
+    flags = np.asarray(flags, dtype=bool)
+    return f"{int(flags.sum())}/{flags.size}"
+
+
+def _grade(all_ok: bool, some_ok: bool) -> str:
+    return verdict(all_ok, partial=some_ok)
+
+
+def claims_table(summary: dict, params: ModularParams, flat: list[dict] | None = None) -> ClaimsTable:
+    """The chapter's claims with verdicts; the criteria are stated in the chapter beforehand."""
+    t = ClaimsTable("Modular addition, 1-layer MLP (v1 Sec. 4 / Fig. 2; v4 Fig. 1, Table 1)")
+    c1, c2 = summary["expected_cliffs"]
+    d, fd = 2 * (params.p - 1), params.p - 1
+    grok = summary["grok_epoch"]
+    in_range = (grok >= 70) & (grok <= 130) & (summary["final_test_acc"] >= 0.99)
+    t.add("The network groks: test accuracy jumps from chance to 100% around epochs 70-130",
+          "jump around epochs 70-130 (p = 29, 500 epochs)",
+          f"test accuracy first >= 50% at epochs {', '.join(map(str, grok))}; final "
+          f"{fmt_spread(summary['final_test_acc'])}",
+          _grade(bool(in_range.all()), bool(in_range.any())))
+    has = summary["cm_has"]
+    ratios = summary["cm_ratios"]
+    t.add(f"class_mean kernel: after a leading mode, cliffs of {d} each (at {c1} and {c2})",
+          f"cliffs after eigenvectors {d} and {2 * d}, after a leading mode (v4 Fig. 1)",
+          f"cliff at {c1}: {_count(has[:, 0])} seeds (ratio {fmt_spread(ratios[:, 1])}); at {c2}: "
+          f"{_count(has[:, 1])} (ratio {fmt_spread(ratios[:, 2])}; drop rank among the top {params.top_k}: "
+          f"{', '.join(str(int(v)) for v in summary['cm_drop_rank'][:, 1])}); leading-mode ratio "
+          f"{fmt_spread(ratios[:, 0], 1)}",
+          _grade(bool(has.all()), bool(has.any())))
+    pc = summary["pc_has"].mean(0)
+    med = np.median(summary["pc_ratios"], axis=0)
+    t.add("per-class kernels: the same two cliffs",
+          "two cliffs of 2(p-1) after a leading mode (v1)",
+          f"cliff at {c1} in {100 * pc[0]:.0f}%, at {c2} in {100 * pc[1]:.0f}% of the "
+          f"{len(summary['pc_has'])} (class, seed) kernels; median ratios {fmt(med[0])}, {fmt(med[1])}",
+          _grade(bool(pc.min() >= 0.9), bool(pc.max() >= 0.5)))
+    t.add(*_flat_row(flat, params))
+    ok_l1 = summary["l1_final"] & summary["l1_init"] & (summary["l2_ratio"] < params.cliff_threshold) \
+        & (summary["first_vs_layer1"] >= 0.9 * d)
+    t.add("The first cliff lives in layer 1 and is present at initialization",
+          "first cliff in the layer-1 kernel, at init too (Fig. 2)",
+          f"layer-1 cliff at {c1}: final {_count(summary['l1_final'])}, init {_count(summary['l1_init'])}; "
+          f"layer-2 ratio there {fmt_spread(summary['l2_ratio'])}; total vs layer-1 first-window "
+          f"overlap {fmt_spread(summary['first_vs_layer1'], 1)} / {d}",
+          _grade(bool(ok_l1.all()), bool(ok_l1.any())))
+    first = np.stack([summary["first_a"], summary["first_b"]])
+    t.add("The first cliff's span contains the a and b families",
+          f"overlap near {fd} each",
+          f"a: {fmt_spread(summary['first_a'])}, b: {fmt_spread(summary['first_b'])} (of {fd})",
+          _grade(bool((first >= 0.9 * fd).all()), bool((first >= 0.5 * fd).all())))
+    paper = {f: PAPER_SECOND_CLIFF[f] * fd for f in ("sum", "diff")}
+    means = {f: summary[f"second_{f}"].mean() for f in ("sum", "diff")}
+    t.add("The second cliff's span contains the sum and difference families",
+          f"sum {fmt(paper['sum'])} / {fd}, diff {fmt(paper['diff'])} / {fd} (Table 1, v4)",
+          f"sum: {fmt_spread(summary['second_sum'])}, diff: {fmt_spread(summary['second_diff'])}",
+          _grade(all(abs(means[f] - paper[f]) <= 1.0 for f in means),
+                 all(means[f] >= 0.5 * fd for f in means)))
+    pvals = np.concatenate([summary[k] for k in ("p_first_a", "p_first_b", "p_second_sum", "p_second_diff")])
+    null_ok = abs(summary["null_mean"] - summary["null_expected"]) <= 0.05 * summary["null_expected"]
+    t.add("Random subspaces of the same dimension overlap far less",
+          f"about {d}*{fd}/{params.p ** 2} = {fmt(summary['null_expected'])}",
+          f"null mean {fmt(summary['null_mean'])}, max {fmt(summary['null_max'])} over "
+          f"{params.null_draws} draws; largest p-value of the a, b, sum, diff overlaps: {pvals.max():.4f}",
+          _grade(bool(null_ok and pvals.max() <= 0.01), bool(pvals.max() <= 0.01)))
+    t.add(*_reparam_row(summary, params))
+    t.add(*_causal_row(summary, params))
+    return t
+
+
+def _flat_row(flat: list[dict] | None, params: ModularParams) -> tuple[str, str, str, str]:
+    """Claim 1 for the flattened kernel: cliffs at 2(p-1)+1 and 4(p-1)+1, or at p times those
+    positions (the p-fold widening of the layer-2 block structure), within +-p."""
+    c1, c2 = _expected_cliffs(params.p)
+    p = params.p
+    claim = (f"flattened kernel ({p ** 3} x {p ** 3}): the same two cliffs, at {c1} and {c2} or "
+             f"widened p-fold to about {p * c1} and {p * c2}")
+    paper = "two cliffs of 2(p-1) after a leading mode (v1)"
+    if not flat:
+        return claim, paper, "not computed (flat_seeds is empty)", "inconclusive"
+    k = min(f["k"] for f in flat)
+    literal = np.array([[bool(np.isin(c, f["cliffs"])) for c in (c1, c2)] for f in flat])
+    widened = np.array([[bool(np.any(np.abs(f["cliffs"] - p * c) <= p)) for c in (c1, c2)] for f in flat])
+    text = (f"cliffs in the top {k}: " + "; ".join(str(list(map(int, f["cliffs"]))) for f in flat)
+            + f" (seeds {[f['seed'] for f in flat]}); the layer-2 part alone predicts "
+            + str(list(map(int, flat[0]["layer2_cliffs"])))
+            + f"; widened positions within reach: {sum(p * c + p < k for c in (c1, c2))} of 2")
+    if literal.all(axis=1).all() or widened.all(axis=1).all():
+        return claim, paper, text, "reproduced"
+    if literal.any() or widened.any():
+        return claim, paper, text, "partly reproduced"
+    if p * c2 + p >= k:
+        return claim, paper, text, "inconclusive"
+    return claim, paper, text, "not reproduced"
+
+
+def _reparam_row(summary: dict, params: ModularParams) -> tuple[str, str, str, str]:
+    rep, fd = summary["reparam"], params.p - 1
+    keys = ("first_a", "first_b", "second_sum", "second_diff")
+    ok = np.array([all(rep[k][i].mean() >= 0.8 * fd for k in keys) for i in range(len(rep["s"]))])
+    kept = [f"{s:g}" for s, o in zip(rep["s"], ok, strict=True) if o]
+    return ("(beyond the paper) The total kernel's a/b and sum/diff overlaps survive W1->sW1, W2->W2/s^2",
+            "not discussed; one parametrization",
+            f"all four overlaps >= {fmt(0.8 * fd, 1)} for s in {{{', '.join(kept)}}} of "
+            f"{{{', '.join(f'{s:g}' for s in rep['s'])}}}",
+            _grade(bool(ok.all()), bool(ok.any())))
+
+
+def _causal_row(summary: dict, params: ModularParams) -> tuple[str, str, str, str]:
+    cz = summary["causal"]
+    ok = (cz["second_p"] <= 0.01) & (cz["second_acc"] < 0.5)
+    return ("(referee) Ablating the second cliff's directions in W2 breaks the network; random "
+            "ablations of equal dimension do not",
+            "not tested",
+            f"test acc {fmt(cz['base_acc'].mean())} intact; second cliff {fmt_spread(cz['second_acc'])} "
+            f"(p={cz['second_p'].max():.4f}); first cliff {fmt_spread(cz['first_acc'])}; random "
+            f"{fmt_spread(cz['random_acc'])}; W2 energy removed: second {fmt_spread(cz['second_energy'])}, "
+            f"random {fmt_spread(cz['random_energy'])}",
+            _grade(bool(ok.all()), bool(ok.any())))
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def plot_training(results: list[dict]):
+    """Train and test loss (log scale) and accuracy against epoch, one line per seed."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for r in results:
+        h, s = r["history"], r["seed"]
+        (line,) = axes[0].semilogy(h["epoch"], h["train_loss"], lw=1, label=f"train, seed {s}")
+        axes[0].semilogy(h["epoch"], h["test_loss"], "--", lw=1, color=line.get_color(),
+                         label=f"test, seed {s}")
+        axes[1].plot(h["epoch"], 100 * np.array(h["train_acc"]), lw=1, color=line.get_color())
+        axes[1].plot(h["epoch"], 100 * np.array(h["test_acc"]), "--", lw=1, color=line.get_color())
+    axes[0].set(title="MSE loss", xlabel="epoch", ylabel="loss (MSE to one-hot targets)")
+    axes[1].set(title="accuracy (solid: train, dashed: test)", xlabel="epoch", ylabel="accuracy (%)")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectra(result: dict, params: ModularParams):
+    """The paper's Fig. 2: class_mean spectra of the total kernel, each layer, and layer 1 at init."""
+    panels = [("total", "total (both layers)"), ("fc1", "layer 1 (fc1)"), ("fc2", "layer 2 (fc2)"),
+              ("fc1_init", "layer 1 at initialization")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, (name, title) in zip(axes, panels, strict=True):
+        spec = result["spectra"][name]
+        spectrum_plot(ax, spec["values"], cliffs=spec["cliffs"], title=f"{title}, seed {result['seed']}",
+                      ylabel="eigenvalue (logit² units)")
+        for c in _expected_cliffs(params.p):
+            ax.axvline(c + 0.5, color="grey", lw=0.6, ls=":")
+    fig.suptitle("class_mean eNTK spectra at the end of training (dashed: detected cliffs; dotted: "
+                 "expected at 2(p-1)+1 and 4(p-1)+1)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlaps(summary: dict, params: ModularParams):
+    """Overlap of each cliff window with each family (mean ± std over seeds), against random."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.38
+    xs = np.arange(len(FOURIER_KINDS))
+    for i, w in enumerate(("first", "second")):
+        vals = np.array([summary[f"{w}_{f}"] for f in FOURIER_KINDS])
+        ax.bar(xs + (i - 0.5) * width, vals.mean(1), width, yerr=vals.std(1), capsize=3,
+               label=f"{w} cliff (eigenvectors {cliff_windows(params.p)[w].start}-"
+                     f"{cliff_windows(params.p)[w].stop - 1})")
+    ax.axhline(params.p - 1, color="k", lw=0.8, ls="--", label=f"family dimension {params.p - 1}")
+    ax.axhline(summary["null_max"], color="r", lw=0.8, ls=":", label="largest random-subspace overlap")
+    ax.set_xticks(xs, [f"{f} family" for f in FOURIER_KINDS])
+    ax.set(title="Subspace overlap of the cliffs with the Fourier families (total kernel)",
+           ylabel="overlap (sum of cos² of principal angles)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pair_projection(result: dict, params: ModularParams):
+    """v1 Fig. 4 (left): each layer-1 cliff eigenvector's squared projection on each (cos, sin) pair."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    nf = (params.p - 1) // 2
+    heatmap(ax, result["pair_projection"], vmax=None,
+            title=f"Layer-1 cliff eigenvectors vs Fourier pairs (seed {result['seed']}, before rotation)",
+            xlabel=f"(cos, sin) pair: a-family k = 1..{nf}, then b-family k = 1..{nf}",
+            ylabel="eigenvector index (1 = first after the leading mode)",
+            cbar_label="squared projection (dimensionless)")
+    ticks = np.arange(2 * nf)
+    ax.set_xticks(ticks, [f"a{k}" for k in range(1, nf + 1)] + [f"b{k}" for k in range(1, nf + 1)],
+                  fontsize=6, rotation=90)
+    rows = result["pair_projection"].shape[0]
+    ax.set_yticks(np.arange(0, rows, 5), np.arange(1, rows + 1, 5))
+    fig.tight_layout()
+    return fig
+
+
+def plot_reparam(results: list[dict], summary: dict, params: ModularParams):
+    """Total-kernel spectra (seed 0) and window overlaps (all seeds) against the scale s."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(params.scales)))
+    for item, color in zip(results[0]["reparam"], colors, strict=True):
+        spectrum_plot(axes[0], item["values"] / item["values"][0], label=f"s = {item['s']:g}",
+                      color=color, marker_cliffs=False, ylabel="eigenvalue / largest",
+                      title=f"total class_mean spectrum after W1->sW1, W2->W2/s² (seed {results[0]['seed']})")
+    for c in _expected_cliffs(params.p):
+        axes[0].axvline(c + 0.5, color="grey", lw=0.6, ls=":")
+    axes[0].legend(fontsize=7, ncol=2)
+    rep = summary["reparam"]
+    for key, label in (("first_a", "first window vs a"), ("first_b", "first window vs b"),
+                       ("second_sum", "second window vs sum"), ("second_diff", "second window vs diff")):
+        axes[1].errorbar(rep["s"], rep[key].mean(1), yerr=rep[key].std(1), marker="o", capsize=3,
+                         label=label)
+    axes[1].set_xscale("log", base=2)
+    axes[1].axhline(params.p - 1, color="k", lw=0.8, ls="--")
+    axes[1].set(title="overlaps of the eigenvector windows with the families",
+                xlabel="scale s (log₂ axis; s = 1 is the trained network)",
+                ylabel=f"overlap (of {params.p - 1})")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_causal(results: list[dict], summary: dict, params: ModularParams):
+    """Test loss after ablating cliff directions in W2, against random ablations (seed 0), and
+    test accuracies over seeds."""
+    d = 2 * (params.p - 1)
+    r0 = results[0]["causal"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    axes[0].hist(r0["random"][d][:, 0], bins=40, color="grey", alpha=0.7,
+                 label=f"{params.null_draws} random {d}-dim ablations")
+    for w, color in (("first", "C0"), ("second", "C1"), ("next", "C2")):
+        axes[0].axvline(r0["windows"][w][0], color=color, lw=1.5, label=f"{w} window")
+    axes[0].axvline(r0["base"][0], color="k", ls="--", lw=1, label="intact network")
+    axes[0].set(xscale="log", title=f"test loss after ablation in W2 (seed {results[0]['seed']})",
+                xlabel="test MSE (log scale)", ylabel="count (random draws)")
+    axes[0].legend(fontsize=7)
+    cz = summary["causal"]
+    names = ["intact", "first", "second", "next", "random (mean)"]
+    accs = [cz["base_acc"], cz["first_acc"], cz["second_acc"], cz["next_acc"], cz["random_acc"]]
+    axes[1].bar(names, [100 * a.mean() for a in accs], yerr=[100 * a.std() for a in accs], capsize=3,
+                color=["k", "C0", "C1", "C2", "grey"])
+    axes[1].set(title="test accuracy after ablation (mean ± std over seeds)", ylabel="accuracy (%)",
+                xlabel="ablated directions in W2")
+    fig.tight_layout()
+    return fig
+
+
+def plot_flattened(flat: dict, params: ModularParams):
+    """Top of the flattened spectrum, with the layer-2 part's p-fold prediction."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    spectrum_plot(ax, flat["values"], cliffs=flat["cliffs"], label="total flattened (Lanczos)",
+                  title=f"flattened eNTK, top {flat['k']} of {params.p ** 3} (seed {flat['seed']})",
+                  ylabel="eigenvalue (logit² units)")
+    spectrum_plot(ax, flat["layer2_values"], label="layer 2 only: eig(H), each repeated p times",
+                  marker_cliffs=False, title=ax.get_title(), ylabel=ax.get_ylabel())
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_ratios(summary: dict, params: ModularParams):
+    """Histogram, over (class, seed) kernels, of the drop ratios at the two expected cliffs."""
+    c1, c2 = summary["expected_cliffs"]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ratios = summary["pc_ratios"]
+    bins = np.linspace(1.0, max(2.5, float(ratios.max()) + 0.05), 40)
+    ax.hist(ratios[:, 0], bins=bins, alpha=0.7, label=f"drop at {c1} (end of the first cliff)")
+    ax.hist(ratios[:, 1], bins=bins, alpha=0.7, label=f"drop at {c2} (end of the second cliff)")
+    ax.axvline(params.cliff_threshold, color="k", ls="--", lw=1, label="cliff threshold")
+    ax.set(title=f"per-class kernels: drop ratios ({len(ratios)} (class, seed) kernels)",
+           xlabel="lambda[k-1] / lambda[k] (dimensionless)", ylabel="number of kernels")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
