@@ -151,41 +151,59 @@ def block_krylov_eigsh(
     dtype=np.float64,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` eigenpairs of a symmetric PSD operator by thick-restarted block Krylov.
+    """Top-``k`` eigenpairs of a symmetric PSD operator by block Krylov with thick restarts
+    and locking.
 
-    Each cycle grows an orthonormal basis ``V`` by blocks ``B -> A B`` (twice orthogonalized
-    against ``V``), then a Rayleigh-Ritz step on ``V^T A V`` gives Ritz pairs ``(theta, x)`` with
-    residuals ``||A x - theta x||``. The top ``k`` have converged when every residual is below
-    ``tol * theta_1``; otherwise the basis restarts from the top ``k + block_size`` Ritz vectors
-    (kept with their images: no extra products) plus the residual block of the first unconverged
-    pairs. Products with ``A`` are always whole blocks, so ``matmat`` runs as a few large matrix
-    products instead of thousands of single-vector passes.
+    Each cycle grows an orthonormal basis ``V`` by blocks ``B -> A B`` (orthogonalized twice
+    against ``V`` and the locked vectors), then a Rayleigh-Ritz step on ``V^T A V`` gives Ritz
+    pairs ``(theta, x)`` with residuals ``||A x - theta x||``. Pairs among the wanted ones whose
+    residual is below ``tol * lambda_max`` are *locked*: kept aside and projected out of all
+    later work, so later cycles only iterate on what has not converged. The active basis
+    restarts from its unconverged Ritz vectors (with their images: no extra products) plus the
+    residual block of the first unconverged pairs. Products with ``A`` are whole blocks, so
+    ``matmat`` runs as a few large matrix products instead of thousands of vector passes.
 
     Returns
     -------
     (values (k,), vectors (n, k)), values descending.
     """
     rng = np.random.default_rng(seed)
-    keep = min(n, k + block_size)
-    basis_size = min(n, basis_size or max(2 * keep, keep + 4 * block_size))
-    basis = _Basis(n, basis_size, dtype)
+    basis = None
+    locked_x = np.zeros((n, 0), dtype=dtype)
+    locked_theta = np.zeros(0)
     new = rng.standard_normal((n, min(block_size, n))).astype(dtype)
-    open_ = np.arange(k)
+    remaining = k
     cycles = tqdm(range(max_cycles), desc="block Krylov", disable=not progress, leave=False)
     for _ in cycles:
-        basis.grow(matmat, new)
+        room = n - locked_x.shape[1]
+        keep = min(room, remaining + block_size)
+        cap = min(room, basis_size or max(2 * keep, keep + 4 * block_size))
+        basis = basis if basis is not None else _Basis(n, cap, dtype)
+        basis.grow(matmat, new, min(cap, basis.v.shape[1]), locked_x)
         theta, x, ax = basis.ritz(keep)
         resid = ax - x * theta.astype(dtype)
         norms = np.linalg.norm(resid, axis=0)
-        open_ = np.flatnonzero(norms[:k] > tol * max(theta[0], np.finfo(float).tiny))
-        cycles.set_postfix(unconverged=open_.size)
-        if open_.size == 0 or basis.size >= n:
-            return theta[:k], x[:, :k]
-        basis.restart(x, ax, theta)
+        scale = max(theta[0], locked_theta.max(initial=0.0), np.finfo(float).tiny)
+        want = min(remaining, theta.size)
+        done = np.flatnonzero(norms[:want] <= tol * scale)
+        locked_x = np.hstack([locked_x, x[:, done]])
+        locked_theta = np.concatenate([locked_theta, theta[done]])
+        remaining = k - locked_theta.size
+        active = np.setdiff1d(np.arange(theta.size), done)
+        cycles.set_postfix(locked=locked_theta.size)
+        exhausted = basis.size >= room
+        if (remaining <= 0 and (active.size == 0 or theta[active[0]] <= locked_theta.min())) or exhausted:
+            if exhausted and remaining > 0:  # the whole space is spanned: take what is there
+                locked_x = np.hstack([locked_x, x[:, active]])
+                locked_theta = np.concatenate([locked_theta, theta[active]])
+            order = np.argsort(locked_theta)[::-1][:k]
+            return locked_theta[order], locked_x[:, order]
+        basis.restart(x[:, active], ax[:, active], theta[active])
+        open_ = active[active < want] if remaining > 0 else active[:1]
         new = resid[:, open_[:block_size]]
     raise RuntimeError(
-        f"block Krylov did not converge in {max_cycles} cycles ({open_.size} of {k} pairs above "
-        f"tolerance {tol:g}); raise `tol` or `block_size`"
+        f"block Krylov did not converge in {max_cycles} cycles ({max(remaining, 0)} of {k} pairs "
+        f"above tolerance {tol:g}); raise `tol` or `block_size`"
     )
 
 
@@ -201,17 +219,18 @@ class _Basis:
         # rounding cannot leave the basis non-orthogonal
         self.drop_tol = 1e-2 if np.dtype(dtype) == np.float32 else 1e-6
 
-    def grow(self, matmat, new):
-        """Append Krylov blocks (new, A new, ...) until the basis is full."""
-        cap = self.v.shape[1]
+    def grow(self, matmat, new, cap, locked):
+        """Append Krylov blocks (new, A new, ...) until the basis holds ``cap`` columns."""
         while self.size < cap:
             v = self.v[:, : self.size]
             new = new[:, : cap - self.size]
             scale = max(float(np.linalg.norm(new, axis=0).max(initial=0.0)), 1e-300)
-            for _ in range(2):  # classical Gram-Schmidt, twice, against the whole basis
+            for _ in range(2):  # classical Gram-Schmidt, twice, against locked vectors and basis
+                if locked.shape[1]:
+                    new = new - locked @ (locked.T @ new)
                 new = new - v @ (v.T @ new)
             q, r = np.linalg.qr(new)
-            # drop directions that were (numerically) already in the basis
+            # drop directions that were (numerically) already spanned
             q = q[:, np.abs(np.diag(r)) > self.drop_tol * scale]
             if q.shape[1] == 0:
                 break
@@ -234,7 +253,7 @@ class _Basis:
         return theta, self.v[:, :m] @ s, self.av[:, :m] @ s
 
     def restart(self, x, ax, theta):
-        """Keep the Ritz vectors: for them ``T`` is diagonal."""
+        """Keep the given Ritz vectors: for them ``T`` is diagonal."""
         m = x.shape[1]
         self.v[:, :m], self.av[:, :m] = x, ax
         self.t[:] = 0.0
