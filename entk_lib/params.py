@@ -12,14 +12,40 @@ from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 from typing import Any
 
+import yaml
+
 __all__ = [
     "check_choice",
     "check_int",
     "check_int_list",
+    "check_list",
     "check_prime",
     "check_real",
+    "check_real_list",
     "is_prime",
+    "parse_yaml_string",
 ]
+
+
+def parse_yaml_string(value: Any) -> Any:
+    """Parse a string as YAML (``papermill -p seeds "[0, 1]"`` passes the list as a string);
+    other values, and strings that are not valid YAML, are returned unchanged."""
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def check_list(name: str, values: Any, *, what: str = "values", nonempty: bool = True) -> list:
+    """``values`` as a list (YAML strings parsed), or an error naming the parameter."""
+    values = parse_yaml_string(values)
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"`{name}` must be a list of {what}, got {values!r}")
+    if nonempty and len(values) == 0:
+        raise ValueError(f"`{name}` must be a non-empty list of {what}, got []")
+    return list(values)
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = 1, maximum: int | None = None) -> int:
@@ -64,12 +90,15 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 def check_int_list(
     name: str, values: Any, *, minimum: int | None = 0, maximum: int | None = None, nonempty=True
 ) -> list[int]:
-    """Return ``values`` as a list of ints, each in ``[minimum, maximum]``."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ValueError(f"`{name}` must be a list of integers, got {values!r}")
-    if nonempty and len(values) == 0:
-        raise ValueError(f"`{name}` must be a non-empty list of integers, got []")
+    """Return ``values`` as a list of ints, each in ``[minimum, maximum]`` (YAML strings parsed)."""
+    values = check_list(name, values, what="integers", nonempty=nonempty)
     return [check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum) for i, v in enumerate(values)]
+
+
+def check_real_list(name: str, values: Any, *, nonempty=True, **interval) -> list[float]:
+    """Return ``values`` as a list of floats, each checked by :func:`check_real` with ``interval``."""
+    values = check_list(name, values, what="numbers", nonempty=nonempty)
+    return [check_real(f"{name}[{i}]", v, **interval) for i, v in enumerate(values)]
 
 
 def is_prime(n: int) -> bool:

@@ -119,3 +119,13 @@ def test_ruff_clean():
     out = subprocess.run([str(exe) if exe.exists() else "ruff", "check", "."], cwd=ROOT,
                          capture_output=True, text=True, env=os.environ)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_list_parameters_accept_yaml_strings():
+    """``papermill -p seeds "[0, 1]"`` passes a string; it is parsed, and bad strings say why."""
+    assert params.check_int_list("seeds", "[0, 1, 2]") == [0, 1, 2]
+    assert params.check_real_list("betas", "[1.0, 0.3]", low=0.0) == [1.0, 0.3]
+    with pytest.raises(ValueError, match=r"`seeds` must be a list of integers, got 'zero'"):
+        params.check_int_list("seeds", "zero")
+    with pytest.raises(ValueError, match=r"`betas\[1\]` must be a number in \[0, inf\]"):
+        params.check_real_list("betas", [1.0, -2.0], low=0.0)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from ..alignment import matched_score, random_orthonormal
@@ -46,7 +45,7 @@ from ..models.tms import (
     tms_data,
     train_tms,
 )
-from ..params import check_int, check_int_list, check_real
+from ..params import check_int, check_int_list, check_list, check_real, check_real_list
 from ..plotting import heatmap, spectrum_plot
 from ..spectrum import cliff_ratios, find_cliffs, top_eigenpairs
 
@@ -77,20 +76,8 @@ __all__ = [
 CODE_VERSION = "tms-v1"
 
 
-def _yaml_list(value):
-    """``papermill -p name "[1, 2]"`` passes a string: parse it as YAML, leave other values alone."""
-    if isinstance(value, str):
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-    return value
-
-
 def _check_models(models, n_features: int) -> list[tuple[int, float]]:
-    models = _yaml_list(models)
-    if isinstance(models, (str, bytes)) or not isinstance(models, (list, tuple)) or not models:
-        raise ValueError(f"`models` must be a non-empty list of [m, S] pairs, got {models!r}")
+    models = check_list("models", models, what="[m, S] pairs")
     out = []
     for idx, pair in enumerate(models):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -134,12 +121,8 @@ class TMSParams:
         self.n_samples = check_int("n_samples", self.n_samples, minimum=2)
         self.epochs = check_int("epochs", self.epochs, minimum=0)
         self.lr = check_real("lr", self.lr, low=0.0, low_inclusive=False)
-        self.betas = _yaml_list(self.betas)
-        if isinstance(self.betas, (str, bytes)) or not isinstance(self.betas, (list, tuple)) \
-                or not self.betas:
-            raise ValueError(f"`betas` must be a non-empty list of numbers in [0, 4], got {self.betas!r}")
-        self.betas = [check_real(f"betas[{i}]", b, low=0.0, high=4.0) for i, b in enumerate(self.betas)]
-        self.seeds = check_int_list("seeds", _yaml_list(self.seeds), minimum=0)
+        self.betas = check_real_list("betas", self.betas, low=0.0, high=4.0)
+        self.seeds = check_int_list("seeds", self.seeds, minimum=0)
         self.top_k = check_int("top_k", self.top_k, minimum=self.n_features + 1,
                                maximum=self.rank_bound)
         self.represented_threshold = check_real("represented_threshold", self.represented_threshold,

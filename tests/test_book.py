@@ -1,0 +1,58 @@
+"""Structure of the book: every chapter in the table of contents is a well-formed notebook."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+CHAPTERS = [c["file"] for part in TOC["parts"] for c in part["chapters"]]
+
+
+def load(chapter: str) -> dict:
+    return json.loads((ROOT / f"{chapter}.ipynb").read_text())
+
+
+def tagged(nb: dict, tag: str) -> list[dict]:
+    return [c for c in nb["cells"] if tag in c.get("metadata", {}).get("tags", [])]
+
+
+def parameter_names(nb: dict) -> set[str]:
+    (cell,) = tagged(nb, "parameters")
+    tree = ast.parse("".join(cell["source"]))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_is_well_formed(chapter):
+    nb = load(chapter)
+    first = "".join(nb["cells"][0]["source"])
+    assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("# "), "needs a # Title cell"
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+    assert len(tagged(nb, "parameters")) == 1
+    assert tagged(nb, "nbval-check-output"), "nothing for nbval to check"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("outputs") is not None for c in code)
+    assert any(c.get("outputs") for c in code), "committed without outputs"
+    assert "colab.research.google.com" in json.dumps(nb["cells"][:4]), "no Colab badge"
+
+
+@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if not c.endswith("01_ntk_review")])
+def test_paper_parameters_exist_and_name_real_parameters(chapter):
+    name = Path(chapter).name.split("_", 1)[1]
+    path = ROOT / "book" / "params" / f"{name}.paper.yaml"
+    assert path.exists(), f"missing {path.relative_to(ROOT)}"
+    paper = yaml.safe_load(path.read_text())
+    unknown = set(paper) - parameter_names(load(chapter))
+    assert not unknown, f"{path.name} sets parameters the notebook does not have: {unknown}"
