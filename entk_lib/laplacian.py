@@ -39,8 +39,10 @@ Rotation
   splits it into b pairs; the rough half is already split into a pairs by ``L_a``.
 
 Graphs learned from a kernel (the paper's footnote 7): :func:`knn_graph` (k nearest rows of a
-kernel by cosine similarity), :func:`graph_laplacian`, and the null model
-:func:`degree_preserving_shuffle` (a random graph with exactly the same degrees).
+kernel by cosine similarity), :func:`graph_laplacian`, :func:`restrict_to_lines` with
+:func:`line_labels` (the edges of a graph that run along one torus direction, for the two
+stages), and the null model :func:`degree_preserving_shuffle` (a random graph with exactly the
+same degrees, optionally along the same lines).
 
 Scoring: :func:`pair_match` matches rotated directions to (cos, sin) pairs one-to-one.
 
@@ -64,7 +66,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .alignment import orthonormal_basis, pair_projection
-from .features import fourier_family
+from .features import fourier_family, modular_pairs
 from .params import check_choice, check_int, check_real
 
 __all__ = [
@@ -77,9 +79,11 @@ __all__ = [
     "graph_laplacian",
     "knn_graph",
     "laplacian_pair",
+    "line_labels",
     "pair_families",
     "pair_match",
     "rayleigh_ritz_rotate",
+    "restrict_to_lines",
     "torus_laplacians",
     "two_stage_rotation",
 ]
@@ -287,12 +291,13 @@ def two_stage_rotation(vectors, laplacian_1, laplacian_2, n_second: int | None =
 # ------------------------------------------------------------------------------------------
 
 
-def knn_graph(kernel, k: int) -> sp.csr_array:
+def knn_graph(kernel, k: int, *, seed: int = 0) -> sp.csr_array:
     """Symmetric k-nearest-neighbour graph on the rows of a kernel (cosine similarity).
 
     Inputs i and j are joined when j is among the ``k`` rows most similar to row i (excluding
-    i itself) or i among those of j. Ties are broken by index (stable sort), so the graph is
-    deterministic.
+    i itself) or i among those of j. Exact ties are broken in a seeded random order, not by
+    index, so that the input ordering (which is the hand-made torus order) cannot leak into
+    the learned graph.
 
     Parameters
     ----------
@@ -300,6 +305,8 @@ def knn_graph(kernel, k: int) -> sp.csr_array:
         Rows are the inputs' descriptors (e.g. an eNTK over all inputs).
     k : int
         Neighbours per input, in ``[1, n - 1]``.
+    seed : int
+        Seeds the tie-breaking order.
 
     Returns
     -------
@@ -312,10 +319,34 @@ def knn_graph(kernel, k: int) -> sp.csr_array:
     unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-300)
     sim = unit @ unit.T
     np.fill_diagonal(sim, -np.inf)
-    nbrs = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    perm = np.random.default_rng(seed).permutation(n)
+    nbrs = perm[np.argsort(-sim[:, perm], axis=1, kind="stable")[:, :k]]
     adj = sp.csr_array((np.ones(n * k), (np.repeat(np.arange(n), k), nbrs.ravel())), shape=(n, n))
-    adj = ((adj + adj.T) > 0).astype(float)
-    return sp.csr_array(adj)
+    return sp.csr_array(((adj + adj.T) > 0).astype(float))
+
+
+def restrict_to_lines(adjacency, labels) -> sp.csr_array:
+    """Keep only the edges whose two ends carry the same label (e.g. the same ``b``: edges
+    along the a direction), for the per-direction stages of a learned graph.
+
+    Parameters
+    ----------
+    adjacency : (n, n) matrix
+    labels : (n,) int array, the line each vertex lies on.
+    """
+    w = sp.coo_array(adjacency)
+    labels = np.asarray(labels)
+    if labels.shape != (w.shape[0],):
+        raise ValueError(f"`labels` must have shape ({w.shape[0]},), got {labels.shape}")
+    keep = labels[w.row] == labels[w.col]
+    return sp.csr_array((w.data[keep], (w.row[keep], w.col[keep])), shape=w.shape)
+
+
+def line_labels(p: int) -> dict[str, np.ndarray]:
+    """For each torus Laplacian, the coordinate that is constant along its edges (p^2,):
+    ``a`` -> b, ``b`` -> a, ``sum`` -> (a - b) mod p, ``diff`` -> (a + b) mod p."""
+    a, b = modular_pairs(p)
+    return {"a": b, "b": a, "sum": (a - b) % p, "diff": (a + b) % p}
 
 
 def graph_laplacian(adjacency, *, normalized: bool = False) -> sp.csr_array:
@@ -330,7 +361,7 @@ def graph_laplacian(adjacency, *, normalized: bool = False) -> sp.csr_array:
     return (sp.eye_array(w.shape[0]) - sp.diags_array(inv) @ w @ sp.diags_array(inv)).tocsr()
 
 
-def degree_preserving_shuffle(adjacency, *, swaps_per_edge: float = 10.0,
+def degree_preserving_shuffle(adjacency, *, groups=None, swaps_per_edge: float = 10.0,
                               seed: int | np.random.Generator = 0) -> sp.csr_array:
     """A random simple graph with exactly the same degree sequence (double-edge swaps).
 
@@ -341,6 +372,11 @@ def degree_preserving_shuffle(adjacency, *, swaps_per_edge: float = 10.0,
     Parameters
     ----------
     adjacency : (n, n) symmetric 0/1 matrix, zero diagonal
+    groups : (n,) int array, optional
+        Vertex labels (e.g. :func:`line_labels`). If given, every edge must join two vertices
+        of the same group, and the shuffle is done within each group separately, so the result
+        keeps every vertex's degree *and* every edge inside its group (a random graph along
+        the same lines).
     swaps_per_edge : float
         Attempted swaps per edge (> 0).
     seed : int or numpy Generator
@@ -352,27 +388,43 @@ def degree_preserving_shuffle(adjacency, *, swaps_per_edge: float = 10.0,
     swaps_per_edge = check_real("swaps_per_edge", swaps_per_edge, low=0.0, low_inclusive=False)
     w = sp.triu(sp.csr_array(adjacency), k=1).tocoo()
     edges = np.stack([w.row, w.col], axis=1).astype(np.int64)
-    n, m = adjacency.shape[0], len(edges)
-    if m < 2:
-        return sp.csr_array(adjacency, dtype=float)
-    present = {(int(u), int(v)) for u, v in edges}
     rng = np.random.default_rng(seed)
+    n = adjacency.shape[0]
+    if groups is None:
+        new_edges = _swap_edges(edges, swaps_per_edge, rng)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,) or np.any(groups[edges[:, 0]] != groups[edges[:, 1]]):
+            raise ValueError("`groups` must label every vertex, and every edge must join two "
+                             "vertices of the same group")
+        g = groups[edges[:, 0]]
+        new_edges = np.concatenate([_swap_edges(edges[g == label], swaps_per_edge, rng)
+                                    for label in np.unique(g)] or [edges])
+    adj = sp.csr_array((np.ones(len(new_edges)), (new_edges[:, 0], new_edges[:, 1])), shape=(n, n))
+    return sp.csr_array(adj + adj.T)
+
+
+def _swap_edges(edges: np.ndarray, swaps_per_edge: float, rng: np.random.Generator) -> np.ndarray:
+    """Double-edge swaps on an (m, 2) array of edges ``u < v``; returns the new (m, 2) edges."""
+    edges = edges.copy()
+    m = len(edges)
+    if m < 2:
+        return edges
+    present = {(int(u), int(v)) for u, v in edges}
     tries = int(swaps_per_edge * m)
     picks, flips = rng.integers(0, m, size=(tries, 2)), rng.integers(0, 2, size=tries)
     for (i, j), flip in zip(picks, flips, strict=True):
         if i == j:
             continue
-        u, v = edges[i]
-        x, y = edges[j] if flip else edges[j][::-1]
+        u, v = (int(t) for t in edges[i])
+        x, y = (int(t) for t in (edges[j] if flip else edges[j][::-1]))
         new1, new2 = (min(u, y), max(u, y)), (min(x, v), max(x, v))
         if u == y or x == v or new1 == new2 or new1 in present or new2 in present:
             continue
         present -= {(min(u, v), max(u, v)), (min(x, y), max(x, y))}
         present |= {new1, new2}
         edges[i], edges[j] = new1, new2
-    e = np.array(sorted(present))
-    adj = sp.csr_array((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    return sp.csr_array(adj + adj.T)
+    return edges
 
 
 # ------------------------------------------------------------------------------------------

@@ -222,3 +222,45 @@ def test_degree_preserving_shuffle_keeps_degrees_and_changes_edges():
     np.testing.assert_array_equal(_dense(lp.degree_preserving_shuffle(adj, seed=3)), rd)
     with pytest.raises(ValueError, match="`swaps_per_edge`"):
         lp.degree_preserving_shuffle(adj, swaps_per_edge=0)
+
+
+def test_restrict_to_lines_splits_the_torus_graph_into_its_directions():
+    p = 7
+    lap = lp.torus_laplacians(p)
+    labels = lp.line_labels(p)
+    for pair in (("a", "b"), ("sum", "diff")):
+        adj = -(lap[pair[0]] + lap[pair[1]])  # off-diagonal part: both directions' edges
+        adj.setdiag(0)
+        adj.eliminate_zeros()
+        for name in pair:
+            got = lp.graph_laplacian(lp.restrict_to_lines(adj, labels[name]))
+            np.testing.assert_allclose(_dense(got), _dense(lap[name]), err_msg=name)
+    with pytest.raises(ValueError, match="`labels`"):
+        lp.restrict_to_lines(adj, labels["a"][:5])
+
+
+def test_grouped_shuffle_keeps_degrees_and_lines():
+    p = 11
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal((p * p, p * p))
+    labels = lp.line_labels(p)["a"]
+    adj = lp.restrict_to_lines(lp.knn_graph(kernel @ kernel.T, 6), labels)
+    rnd = lp.degree_preserving_shuffle(adj, groups=labels, seed=1)
+    dense, rd = _dense(adj), _dense(rnd)
+    np.testing.assert_array_equal(rd, rd.T)
+    np.testing.assert_array_equal(rd.sum(axis=1), dense.sum(axis=1))
+    i, j = np.nonzero(rd)
+    assert np.all(labels[i] == labels[j])  # every edge stays on its line
+    assert np.sum(rd * dense) < dense.sum()
+    with pytest.raises(ValueError, match="`groups`"):
+        lp.degree_preserving_shuffle(adj, groups=lp.line_labels(p)["b"])
+
+
+def test_knn_ties_are_broken_without_the_index_order():
+    """A kernel with all off-diagonal similarities equal: the neighbours must not be the
+    index neighbours (which would leak the torus order into a 'learned' graph)."""
+    n = 40
+    kernel = np.eye(n) + 0.5
+    a1, a2 = _dense(lp.knn_graph(kernel, 2, seed=0)), _dense(lp.knn_graph(kernel, 2, seed=1))
+    assert not np.array_equal(a1, a2)
+    assert np.sum(np.diag(a1, 1)) < n / 2
