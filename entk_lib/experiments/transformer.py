@@ -608,7 +608,8 @@ def closing_note(results: list[dict], params: TransformerParams, elapsed: float)
                       for r in results)
     keys = "; ".join(f"seed {s['seed']}: k = {', '.join(map(str, s['keys']))}" for s in sums)
     return Note(
-        f"**What ran.** {len(results)} seeds × {params.epochs} epochs (training {train}, one CPU "
+        f"**What ran.** {len(results)} seed{'s' if len(results) > 1 else ''} × {params.epochs} epochs "
+        f"(training {train}, one CPU "
         f"thread, timed when first computed), the unembedding's eNTK at "
         f"{len(params.checkpoint_epochs())} checkpoints per seed and all nine tensors' at "
         f"{len(params.full_epochs())}; this execution of the notebook spent {elapsed:.0f} s on "
