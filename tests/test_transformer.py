@@ -1,0 +1,246 @@
+"""Tests of the 1-layer Transformer chapter: data, model, kernels, key frequencies, families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import entk_lib
+from entk_lib.alignment import subspace_overlap
+from entk_lib.experiments import transformer as tx
+from entk_lib.features import axis_sum_family, fourier_family, fourier_power, key_frequencies, modular_pairs
+from entk_lib.models.transformer import (
+    ModularTransformer,
+    grokking_epochs,
+    modular_tokens,
+    train_test_split,
+    train_transformer,
+)
+
+
+def tiny(seed=0, p=5, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    model = ModularTransformer(p, d_model=8, n_heads=2, d_mlp=16, generator=gen)
+    return model.to(dtype).eval()
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_tokens_follow_library_order():
+    p = 7
+    tokens, labels = modular_tokens(p)
+    a, b = modular_pairs(p)
+    assert tokens.shape == (p * p, 3) and tokens.dtype == torch.long
+    np.testing.assert_array_equal(tokens[:, 0].numpy(), a)
+    np.testing.assert_array_equal(tokens[:, 1].numpy(), b)
+    assert (tokens[:, 2] == p).all()  # the "=" token
+    np.testing.assert_array_equal(labels.numpy(), (a + b) % p)
+    assert tokens[3 * p + 5].tolist() == [3, 5, p]
+
+
+def test_split_is_a_deterministic_partition():
+    tr, te = train_test_split(29, 0.5, 0)
+    assert len(tr) == int(0.5 * 29 * 29) and len(te) == 29 * 29 - len(tr)
+    assert sorted(np.concatenate([tr, te]).tolist()) == list(range(29 * 29))
+    tr2, _ = train_test_split(29, 0.5, 0)
+    np.testing.assert_array_equal(tr, tr2)
+    assert not np.array_equal(tr, train_test_split(29, 0.5, 1)[0])
+    with pytest.raises(ValueError, match="train_fraction"):
+        train_test_split(29, 1.5)
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_output_shape_and_causal_reference():
+    model = tiny()
+    tokens, _ = modular_tokens(5)
+    logits = model(tokens)
+    assert logits.shape == (25, 5)
+    full = model.forward_all_positions(tokens)
+    assert full.shape == (25, 3, 5)
+    torch.testing.assert_close(logits, full[:, -1])
+    # causality: the first position's logits do not depend on the later tokens
+    changed = tokens.clone()
+    changed[:, 1] = (changed[:, 1] + 1) % 5
+    torch.testing.assert_close(model.forward_all_positions(changed)[:, 0], full[:, 0])
+
+
+def test_initialization_is_seeded_and_has_the_reference_scales():
+    a, b = tiny(3), tiny(3)
+    for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=n)
+    gen = torch.Generator().manual_seed(0)
+    big = ModularTransformer(29, d_model=256, n_heads=4, d_mlp=1024, generator=gen)
+    expected = {"embed.weight": 256, "attn.W_Q.weight": 256, "mlp.W_in.weight": 1024,
+                "mlp.W_out.weight": 256, "unembed.weight": 30}
+    for name, fan in expected.items():
+        std = dict(big.named_parameters())[name].std().item()
+        assert abs(std * fan**0.5 - 1) < 0.05, name
+
+
+def test_bad_model_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="n_heads"):
+        ModularTransformer(5, d_model=10, n_heads=4)
+    with pytest.raises(ValueError, match="p"):
+        tx.TransformerParams(p=30)
+    with pytest.raises(ValueError, match="full_every"):
+        tx.TransformerParams(checkpoint_every=20, full_every=50)
+    with pytest.raises(ValueError, match="tracked"):
+        tx.TransformerParams(tracked=["fc1.weight"])
+    with pytest.raises(ValueError, match="seeds"):
+        tx.TransformerParams(seeds=[])
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def test_every_tensor_uses_the_structured_backend_and_matches_the_generic_one():
+    model = tiny(1)
+    tokens, _ = modular_tokens(5)
+    plan = entk_lib.entk_plan(model, tokens)
+    assert {p.backend for p in plan.params.values()} == {"structured"}
+    assert set(plan.params) == set(tx.TENSORS)
+    for collapse in ("sum_logits", "flattened"):
+        fast = entk_lib.entk_by_layer(model, tokens, collapse=collapse, by="parameter")
+        slow = entk_lib.entk_by_layer(model, tokens, collapse=collapse, by="parameter", backend="jacobian")
+        for name in tx.TENSORS:
+            torch.testing.assert_close(fast[name], slow[name], rtol=1e-9, atol=1e-10, msg=name)
+        total = entk_lib.entk(model, tokens, collapse=collapse)
+        torch.testing.assert_close(sum(fast.values()), total, rtol=1e-9, atol=1e-10)
+
+
+def test_unembedding_kernel_is_the_gram_matrix_of_the_final_residual():
+    # F_i = W_U[i] . r  =>  sum_logits kernel (1/C) sum_ij dF_i . dF_j = r_a . r_b
+    model = tiny(2)
+    tokens, _ = modular_tokens(5)
+    kernel = entk_lib.entk(model, tokens, collapse="sum_logits", layers="unembed")
+    captured = {}
+    model.unembed.register_forward_hook(lambda m, args, out: captured.setdefault("r", args[0]))
+    model(tokens)
+    resid = captured["r"]
+    torch.testing.assert_close(kernel, resid @ resid.T, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_axis_sum_family_closed_form():
+    p, ks = 11, [2, 5]
+    fam = axis_sum_family(p, ks)
+    a, b = modular_pairs(p)
+    assert fam.shape == (p * p, 4)
+    np.testing.assert_allclose(fam[:, 2], np.cos(2 * np.pi * 5 * a / p) + np.cos(2 * np.pi * 5 * b / p))
+    np.testing.assert_allclose(fam[:, 1], np.sin(2 * np.pi * 2 * a / p) + np.sin(2 * np.pi * 2 * b / p))
+    # sum and axis-sum modes at the same frequency are orthogonal over the full grid
+    assert abs(subspace_overlap(fam, fourier_family(p, "sum", ks))) < 1e-10
+
+
+def planted_embedding(p, freqs, d=32, noise=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.arange(p)[:, None]
+    w = noise * rng.standard_normal((p + 1, d))
+    for k in freqs:
+        w[:p] += np.cos(2 * np.pi * k * x / p) * rng.standard_normal(d)
+        w[:p] += np.sin(2 * np.pi * k * x / p) * rng.standard_normal(d)
+    return w
+
+
+@pytest.mark.parametrize("freqs", [[1, 12], [3], [2, 7, 11], [4, 5, 6, 13]])
+def test_planted_key_frequencies_are_found(freqs):
+    w = planted_embedding(29, freqs, seed=len(freqs))
+    found = key_frequencies(torch.as_tensor(w), 29)
+    assert found.frequencies == sorted(freqs)
+    assert found.clear and found.ratio > 5
+    np.testing.assert_allclose(found.power.sum(), 1.0)
+
+
+def test_fourier_power_folds_k_and_p_minus_k():
+    p = 29
+    x = np.arange(p)[:, None]
+    w = np.cos(2 * np.pi * 20 * x / p) * np.ones((1, 3))  # frequency 20 == 29 - 9
+    power = fourier_power(w, p)
+    assert power.shape == (14,) and int(np.argmax(power)) + 1 == 9
+    np.testing.assert_allclose(power[8], 1.0)
+    with pytest.raises(ValueError, match="weight"):
+        fourier_power(np.ones((3, 2)), p)
+
+
+def test_family_weights_partial_sums_are_subspace_overlaps():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((121, 9)))
+    fam = fourier_family(11, "sum", [1, 3])
+    q[:, :4] = np.linalg.qr(np.c_[fam - fam.mean(0), q[:, 4:]])[0][:, :4]  # family in the top 4
+    q = np.linalg.qr(q)[0]
+    weights = tx.family_weights(q, fam)
+    for m in range(1, 10):
+        assert abs(weights[:m].sum() - subspace_overlap(q[:, :m], fam)) < 1e-9
+    assert tx.capture_rank(q, fam) == 4
+
+
+# ---------------------------------------------------------------- training and summaries
+
+
+def test_training_is_reproducible_and_records_history():
+    tr, te = train_test_split(5, 0.6, 0)
+
+    def run():
+        gen = torch.Generator().manual_seed(0)
+        model = ModularTransformer(5, d_model=8, n_heads=2, d_mlp=16, generator=gen)
+        return train_transformer(model, train_idx=tr, test_idx=te, lr=1e-2, weight_decay=0.1,
+                                 batch_size=4, epochs=6, generator=gen, eval_every=2,
+                                 checkpoint_epochs=[0, 4], progress=False)
+
+    a, b = run(), run()
+    assert a.history["epoch"] == [0, 2, 4, 6]
+    assert sorted(a.checkpoints) == [0, 4]
+    assert a.history["train_loss"][-1] < a.history["train_loss"][0]
+    for k in a.final_state:
+        torch.testing.assert_close(a.final_state[k], b.final_state[k])
+
+
+def test_grokking_epochs_and_derivative_peak():
+    epochs = np.arange(0, 1001, 20)
+    acc = 1 / (1 + np.exp(-(epochs - 500) / 50))
+    onset, half, done = grokking_epochs(epochs, acc, (0.1, 0.5, 0.95))
+    assert (onset, half, done) == (400, 500, 660)
+    assert grokking_epochs(epochs, acc * 0.5, (0.9,)) == [None]
+    _, peak = tx.derivative_peak(epochs, acc)
+    assert peak == 500
+
+
+def fake_result(seed, keys, sum_final, axis_final, grok, peak_epoch):
+    epochs = list(range(0, 1001, 20))
+    ramp = np.clip((np.asarray(epochs) - peak_epoch) / 200 + 0.5, 0, 1)  # steepest at peak_epoch
+    dim = 2 * len(keys)
+    track = {"epoch": epochs, "sum_window": list(sum_final * ramp), "axis_window": list(axis_final * ramp),
+             "eigenvalues": [np.linspace(1, 0.01, 40)] * len(epochs)}
+    acc = np.interp(epochs, [0, grok[0], grok[1], grok[2], 1000], [0, 0.1, 0.5, 0.95, 1.0])
+    return {"seed": seed, "keys": {"frequencies": keys, "ratio": 10.0, "clear": True},
+            "track": {"unembed.weight": track}, "grok": grok,
+            "history": {"epoch": epochs, "test_acc": list(acc)}, "dim": dim}
+
+
+def test_claims_follow_the_stated_criteria():
+    params = tx.TransformerParams(epochs=1000, seeds=[1, 2])
+    good = [fake_result(1, [2, 3, 7], 5.7, 5.6, [200, 400, 600], 300),
+            fake_result(2, [1, 12], 3.9, 3.8, [200, 400, 600], 300)]
+    table = tx.claims_table(good, params)
+    assert [r.verdict for r in table.rows] == ["reproduced"] * 6
+    bad = [fake_result(1, [1, 12], 3.0, 2.0, [200, 400, 600], 700),
+           fake_result(2, [1, 5], 3.9, 3.8, [200, 400, None], 300)]
+    verdicts = [r.verdict for r in tx.claims_table(bad, params).rows]
+    assert verdicts == ["partly reproduced", "partly reproduced", "reproduced", "partly reproduced",
+                        "partly reproduced", "partly reproduced"]
+
+
+def test_torch_eigenpairs_match_the_library():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((60, 30))
+    kernel = torch.as_tensor(a @ a.T)
+    ours = tx.eigenpairs_torch(kernel, 10)
+    ref = entk_lib.top_eigenpairs(kernel, 10)
+    np.testing.assert_allclose(ours.values, ref.values, rtol=1e-10)
+    np.testing.assert_allclose(ours.vectors, ref.vectors, atol=1e-8)
