@@ -140,20 +140,31 @@ def _structured_is_cheaper(fa: LinearFactor, fb: LinearFactor, collapse: str) ->
 # --------------------------------------------------------------------------------------------
 
 
+def weighted_outputs(out: torch.Tensor, output_weights, sum_outputs: bool = False) -> torch.Tensor:
+    """Outputs (..., C) times their weights; summed to (..., 1) if ``sum_outputs``."""
+    if output_weights is not None:
+        out = out * output_weights
+    return out.sum(-1, keepdim=True) if sum_outputs else out
+
+
 def generic_jacobians(
     model: nn.Module,
     params: dict[str, torch.Tensor],
     fixed: dict[str, torch.Tensor],
     inputs: torch.Tensor,
     output_weights: torch.Tensor | None,
+    sum_outputs: bool = False,
 ) -> dict[str, JacobianFactor]:
-    """Per-sample Jacobians w.r.t. ``params`` by ``vmap(jacrev)``: name -> (C, n, numel)."""
+    """Per-sample Jacobians w.r.t. ``params`` by ``vmap(jacrev)``: name -> (C, n, numel).
+
+    With ``sum_outputs`` the Jacobian of the (weighted) sum of the outputs, C = 1.
+    """
     if not params:
         return {}
 
     def single(p, x):
         out = functional_call(model, ({**fixed, **p},), (x.unsqueeze(0),)).squeeze(0)
-        return out * output_weights if output_weights is not None else out
+        return weighted_outputs(out, output_weights, sum_outputs)
 
     jac = vmap(jacrev(single), in_dims=(None, 0))(params, inputs)
     return {
@@ -168,6 +179,7 @@ def linear_factors(
     modules: dict[str, nn.Module],
     inputs: torch.Tensor,
     output_weights: torch.Tensor | None,
+    sum_outputs: bool = False,
 ) -> dict[str, LinearFactor]:
     """Factors (output cotangents and layer inputs) of the given Linear/Embedding modules.
 
@@ -196,8 +208,7 @@ def linear_factors(
     finally:
         for h in handles:
             h.remove()
-    if output_weights is not None:
-        out = out * output_weights
+    out = weighted_outputs(out, output_weights, sum_outputs)
     flat_probes = [p for name in modules for p in probes[name]]
     grads = _batched_output_grads(out, flat_probes)
     result, k = {}, 0

@@ -47,6 +47,8 @@ class KernelPlan:
     dtype: torch.dtype
     structured_modules: dict[str, nn.Module] = field(default_factory=dict)
     output_weights: torch.Tensor | None = None
+    #: factors of the (weighted) sum of the outputs only (C = 1): all that ``sum_logits`` needs
+    sum_outputs: bool = False
 
     def describe(self) -> str:
         lines = [f"{'parameter':<40} {'numel':>10}  backend"]
@@ -78,10 +80,10 @@ class KernelPlan:
         generic = {n: state[n].detach() for n, p in self.params.items() if p.backend == "jacobian"}
         fixed = {k: v.detach() for k, v in state.items() if k not in generic}
         out: dict[str, Factor] = generic_jacobians(
-            self.model, generic, fixed, inputs, self.output_weights
+            self.model, generic, fixed, inputs, self.output_weights, self.sum_outputs
         )
         lin = linear_factors(
-            self.model, state, self.structured_modules, inputs, self.output_weights
+            self.model, state, self.structured_modules, inputs, self.output_weights, self.sum_outputs
         )
         for module_name, factor in lin.items():
             prefix = f"{module_name}." if module_name else ""

@@ -37,7 +37,7 @@ from ._collapse import (
     transpose_block,
 )
 from ._factors import Factor, JacobianFactor, cat_factors, contract_factors
-from ._plan import KernelPlan, factor_bytes_per_sample, make_plan
+from ._plan import KernelPlan, check_inputs, factor_bytes_per_sample, make_plan
 
 __all__ = [
     "COLLAPSES",
@@ -217,19 +217,26 @@ def _kernels(model, inputs, inputs2, collapse, layers, output_weights, backend, 
     budget = default_memory_budget() if budget is None else int(budget)
     plan = make_plan(model, inputs, layers, output_weights, backend)
     if inputs2 is not None:
-        from ._plan import check_inputs
-
         check_inputs(model, inputs2, "inputs2")
+    if collapse == "sum_logits":  # (1/C) S S^T, S the Jacobian of the summed outputs: C x cheaper
+        plan.sum_outputs = True
+        kernels = _kernels_of_plan(plan, inputs, inputs2, "class_mean", budget, progress, by)
+        return {g: k / plan.n_outputs for g, k in kernels.items()}
+    return _kernels_of_plan(plan, inputs, inputs2, collapse, budget, progress, by)
+
+
+def _kernels_of_plan(plan, inputs, inputs2, collapse, budget, progress, by):
+    """Blocked computation of the kernels of ``plan`` (one per group of ``by``)."""
+    c = 1 if plan.sum_outputs else plan.n_outputs
     groups = plan.groups(by)
     n = inputs.shape[0]
     m = n if inputs2 is None else inputs2.shape[0]
-    c = plan.n_outputs
     shape = canonical_shape(collapse, n, m, c)
     itemsize = torch.empty((), dtype=plan.dtype).element_size()
     result_bytes = len(groups) * itemsize * _prod(shape)
     if result_bytes > budget:
         raise KernelTooLargeError(
-            f"the {collapse!r} kernel{'s' if len(groups) > 1 else ''} need "
+            f"the kernel{'s' if len(groups) > 1 else ''} need "
             f"{result_bytes / GiB:.2f} GiB, above the memory budget of {budget / GiB:.2f} GiB. "
             "Use entk_lib.entk_operator(...) for a matrix-free operator (top eigenpairs by "
             "Lanczos), entk_lowrank(...) when P < C*N, or raise `memory_budget`."

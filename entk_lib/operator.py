@@ -43,8 +43,10 @@ class EntkOperator(LinearOperator):
     products (columns) so far.
     """
 
-    def __init__(self, n_inputs: int, n_outputs: int, collapse: str, torch_dtype: torch.dtype):
+    def __init__(self, n_inputs: int, n_outputs: int, collapse: str, torch_dtype: torch.dtype,
+                 scale: float = 1.0):
         self.collapse = collapse
+        self.scale = scale
         self.n_inputs = n_inputs
         self.n_outputs = n_outputs
         self.torch_dtype = torch_dtype
@@ -71,7 +73,7 @@ class EntkOperator(LinearOperator):
             cot = (eye[:, None, None, :] * v_t.T[None, :, :, None]).reshape(c * k, n, c)
             out = self.apply_cotangents(cot).reshape(c, k, n, c)
             result = torch.diagonal(out, dim1=0, dim2=3).sum(-1).T / c
-        return result.detach().numpy()
+        return (result * self.scale if self.scale != 1.0 else result).detach().numpy()
 
     def _matvec(self, v):
         return self._matmat(np.asarray(v).reshape(-1, 1))[:, 0]
@@ -162,14 +164,15 @@ class FactoredOperator(EntkOperator):
         Columns of ``V`` processed at once (bounds the working memory of Linear factors).
     """
 
-    def __init__(self, factors: dict[str, Factor], n_outputs: int, collapse: str, column_block: int):
+    def __init__(self, factors: dict[str, Factor], n_outputs: int, collapse: str, column_block: int,
+                 scale: float = 1.0):
         jac = [f.jac for f in factors.values() if isinstance(f, JacobianFactor)]
         self.jacobian = torch.cat(jac, dim=2) if jac else None  # (C, N, P_generic)
         self.linear = [f for f in factors.values() if isinstance(f, LinearFactor)]
         self.column_block = column_block
         first = next(iter(factors.values()))
         tensor = first.jac if isinstance(first, JacobianFactor) else first.grads
-        super().__init__(first.n, n_outputs, collapse, tensor.dtype)
+        super().__init__(first.n, n_outputs, collapse, tensor.dtype, scale)
 
     def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(cot)
@@ -244,11 +247,15 @@ def entk_operator(
     n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else 0
     if backend != "vjp":
         plan = make_plan(model, inputs, layers, output_weights)
+        # sum_logits needs only the Jacobian of the summed outputs: C times smaller factors
+        plan.sum_outputs = collapse == "sum_logits"
         pilot = plan.factors(inputs[: min(2, n)])
         need = factor_bytes_per_sample(pilot) * n // min(2, n)
         if backend == "factored" or need <= budget // 2:
             parts = [plan.factors(inputs[s : s + chunk_size]) for s in range(0, n, chunk_size)]
             factors = {k: cat_factors([p[k] for p in parts]) for k in parts[0]}
+            if plan.sum_outputs:
+                return FactoredOperator(factors, 1, collapse, column_block, 1.0 / plan.n_outputs)
             return FactoredOperator(factors, plan.n_outputs, collapse, column_block)
     n_outputs = check_inputs(model, inputs)
     names = select_parameters(model, layers)
