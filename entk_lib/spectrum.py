@@ -23,6 +23,11 @@ __all__ = [
 ]
 
 
+#: Dense kernels up to this size are diagonalized in full by torch (float64); larger ones by
+#: LAPACK's subset solver for the top k only.
+_TORCH_EIGH_MAX = 4096
+
+
 class Eigenpairs(NamedTuple):
     """``values`` (k,) in descending order; ``vectors`` (n, k), orthonormal columns."""
 
@@ -103,6 +108,11 @@ def _dense_top(kernel, k):
     scale = np.abs(mat).max() if mat.size else 0.0
     if not np.allclose(mat, mat.T, rtol=0, atol=1e-5 * scale + 1e-30):
         raise ValueError("`kernel` must be symmetric (got an asymmetric matrix)")
+    if n <= _TORCH_EIGH_MAX:
+        # torch's LAPACK follows torch.set_num_threads (SciPy's runs on its own BLAS pool, which
+        # can be many times slower on a busy machine); float64 for every input dtype
+        values, vectors = torch.linalg.eigh(torch.from_numpy(0.5 * (mat + mat.T)).double())
+        return values[n - k :].numpy(), vectors[:, n - k :].numpy()
     mat = 0.5 * (mat + mat.T)
     values, vectors = scipy.linalg.eigh(mat, subset_by_index=[n - k, n - 1])
     return values, vectors

@@ -234,13 +234,3 @@ def test_claims_follow_the_stated_criteria():
     verdicts = [r.verdict for r in tx.claims_table(bad, params).rows]
     assert verdicts == ["partly reproduced", "partly reproduced", "reproduced", "partly reproduced",
                         "partly reproduced", "partly reproduced"]
-
-
-def test_torch_eigenpairs_match_the_library():
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal((60, 30))
-    kernel = torch.as_tensor(a @ a.T)
-    ours = tx.eigenpairs_torch(kernel, 10)
-    ref = entk_lib.top_eigenpairs(kernel, 10)
-    np.testing.assert_allclose(ours.values, ref.values, rtol=1e-10)
-    np.testing.assert_allclose(ours.vectors, ref.vectors, atol=1e-8)

@@ -34,7 +34,7 @@ from ..kernel import entk_by_layer
 from ..models.transformer import ModularTransformer, grokking_epochs, train_test_split, train_transformer
 from ..models.transformer import modular_tokens as _tokens
 from ..params import check_int, check_int_list, check_prime, check_real
-from ..spectrum import Eigenpairs
+from ..spectrum import top_eigenpairs
 
 __all__ = [
     "GROK_LEVELS",
@@ -44,7 +44,6 @@ __all__ = [
     "analyze_seed",
     "claims_table",
     "derivative_peak",
-    "eigenpairs_torch",
     "run_all",
     "table2",
     "train_seed",
@@ -240,28 +239,11 @@ def _overlaps(vectors: np.ndarray, fams: dict[str, np.ndarray], n_keys: int) -> 
     return out
 
 
-def eigenpairs_torch(kernel: torch.Tensor, k: int) -> Eigenpairs:
-    """Top-k eigenpairs of a symmetric (n, n) kernel by ``torch.linalg.eigh`` in float64.
-
-    Same output and sign convention as :func:`entk_lib.top_eigenpairs` (values descending, the
-    largest-magnitude entry of each vector positive; a test compares them). Used here because it
-    obeys ``torch.set_num_threads``: SciPy's LAPACK runs on its own BLAS thread pool, which on a
-    machine with busy cores can be more than ten times slower for these 841 x 841 kernels.
-    """
-    k = check_int("k", k, minimum=1, maximum=kernel.shape[0])
-    mat = kernel.detach().double()
-    values, vectors = torch.linalg.eigh(0.5 * (mat + mat.T))
-    values, vectors = values.flip(0)[:k].numpy(), vectors.flip(1)[:, :k].numpy()
-    signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(k)])
-    signs[signs == 0] = 1.0
-    return Eigenpairs(values, vectors * signs)
-
-
 def _per_tensor(model, tokens, names, top_k) -> tuple[dict, tuple[float, float]]:
     """Top-k eigenpairs of each named tensor's sum_logits eNTK, and (wall, CPU) seconds taken."""
     start, cpu = time.perf_counter(), time.process_time()
     kernels = entk_by_layer(model, tokens, collapse="sum_logits", by="parameter", layers=names)
-    pairs = {name: eigenpairs_torch(kernels[name], top_k) for name in names}
+    pairs = {name: top_eigenpairs(kernels[name], top_k) for name in names}
     return pairs, (time.perf_counter() - start, time.process_time() - cpu)
 
 
