@@ -46,8 +46,8 @@ from ..laplacian import (
     torus_laplacians,
     two_stage_rotation,
 )
-from ..models.modular import ModularSetup, train_modular
-from ..params import check_choice, check_int, check_int_list, check_prime, check_real
+from ..models.modular import ModularSetup, check_training_fields, train_modular
+from ..params import check_choice, check_int, check_int_list, check_real
 from ..plotting import heatmap
 from ..spectrum import top_eigenpairs
 from .modular import cliff_windows
@@ -98,14 +98,7 @@ class LaplacianParams:
     match_threshold: float = 0.9
 
     def __post_init__(self):
-        self.p = check_prime("p", self.p)
-        self.width = check_int("width", self.width, minimum=1)
-        self.train_fraction = check_real("train_fraction", self.train_fraction, low=0.0, high=1.0,
-                                         low_inclusive=False, high_inclusive=False)
-        self.lr = check_real("lr", self.lr, low=0.0, low_inclusive=False)
-        self.weight_decay = check_real("weight_decay", self.weight_decay, low=0.0)
-        self.epochs = check_int("epochs", self.epochs, minimum=1)
-        self.seeds = check_int_list("seeds", self.seeds, minimum=0)
+        check_training_fields(self)
         check_choice("first_kernel", self.first_kernel, FIRST_KERNELS)
         check_choice("first_pair", self.first_pair, tuple(LAPLACIAN_PAIRS))
         check_choice("second_pair", self.second_pair, tuple(LAPLACIAN_PAIRS))

@@ -32,9 +32,9 @@ from ..alignment import orthonormal_basis, pair_projection, random_subspace_over
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
 from ..features import FOURIER_KINDS, fourier_families, fourier_family
 from ..kernel import entk, entk_by_layer
-from ..models.modular import ModularMLP, ModularSetup, train_modular
+from ..models.modular import ModularMLP, ModularSetup, check_training_fields, train_modular
 from ..operator import entk_operator
-from ..params import check_int, check_int_list, check_prime, check_real
+from ..params import check_int, check_int_list, check_real, check_real_list
 from ..plotting import heatmap, spectrum_plot
 from ..spectrum import cliff_ratios, find_cliffs, top_eigenpairs
 
@@ -73,23 +73,13 @@ class ModularParams:
     flat_seeds: list[int] = field(default_factory=lambda: [0])
 
     def __post_init__(self):
-        self.p = check_prime("p", self.p)
-        self.width = check_int("width", self.width, minimum=1)
-        self.train_fraction = check_real("train_fraction", self.train_fraction, low=0.0, high=1.0,
-                                         low_inclusive=False, high_inclusive=False)
-        self.lr = check_real("lr", self.lr, low=0.0, low_inclusive=False)
-        self.weight_decay = check_real("weight_decay", self.weight_decay, low=0.0)
-        self.epochs = check_int("epochs", self.epochs, minimum=1)
-        self.seeds = check_int_list("seeds", self.seeds, minimum=0)
+        check_training_fields(self)
         n = self.p**2
         self.top_k = check_int("top_k", self.top_k, minimum=min(4 * (self.p - 1) + 2, n), maximum=n)
         self.cliff_threshold = check_real("cliff_threshold", self.cliff_threshold, low=1.0,
                                           low_inclusive=False)
         self.null_draws = check_int("null_draws", self.null_draws, minimum=1)
-        if isinstance(self.scales, (str, bytes)) or not hasattr(self.scales, "__len__") or not self.scales:
-            raise ValueError(f"`scales` must be a non-empty list of positive numbers, got {self.scales!r}")
-        self.scales = [check_real(f"scales[{i}]", s, low=0.0, low_inclusive=False)
-                       for i, s in enumerate(self.scales)]
+        self.scales = check_real_list("scales", self.scales, low=0.0, low_inclusive=False)
         self.flat_top_k = check_int("flat_top_k", self.flat_top_k, minimum=2, maximum=n * self.p - 1)
         self.flat_seeds = check_int_list("flat_seeds", self.flat_seeds, minimum=0, nonempty=False)
 

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cache import cached
-from ..params import check_int, check_prime, check_real
+from ..params import check_int, check_int_list, check_prime, check_real
 from ..training import accuracy, train
 from .mlp import Scale
 
@@ -144,6 +144,25 @@ def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[torch.Te
     return perm[:n_train].sort().values, perm[n_train:].sort().values
 
 
+def check_training_fields(params: Any) -> None:
+    """Validate, and normalize in place, the training fields every modular chapter shares:
+    ``p`` (odd prime), ``width``, ``train_fraction`` in (0, 1), ``lr`` > 0, ``weight_decay`` >= 0,
+    ``epochs`` >= 1, and ``seeds`` (a list of non-negative integers) where present."""
+    fields = {
+        "p": check_prime("p", params.p),
+        "width": check_int("width", params.width, minimum=1),
+        "train_fraction": check_real("train_fraction", params.train_fraction, low=0.0, high=1.0,
+                                     low_inclusive=False, high_inclusive=False),
+        "lr": check_real("lr", params.lr, low=0.0, low_inclusive=False),
+        "weight_decay": check_real("weight_decay", params.weight_decay, low=0.0),
+        "epochs": check_int("epochs", params.epochs, minimum=1),
+    }
+    if hasattr(params, "seeds"):
+        fields["seeds"] = check_int_list("seeds", params.seeds, minimum=0)
+    for name, value in fields.items():
+        object.__setattr__(params, name, value)
+
+
 @dataclass(frozen=True)
 class ModularSetup:
     """Everything that determines a trained run except the seed (validated on construction).
@@ -161,14 +180,9 @@ class ModularSetup:
     checkpoint_every: int = 10
 
     def __post_init__(self):
-        check_prime("p", self.p)
-        check_int("width", self.width, minimum=1)
-        check_real("train_fraction", self.train_fraction, low=0.0, high=1.0, low_inclusive=False,
-                   high_inclusive=False)
-        check_real("lr", self.lr, low=0.0, low_inclusive=False)
-        check_real("weight_decay", self.weight_decay, low=0.0)
-        check_int("epochs", self.epochs, minimum=1)
-        check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        check_training_fields(self)
+        object.__setattr__(self, "checkpoint_every",
+                           check_int("checkpoint_every", self.checkpoint_every, minimum=1))
 
     @classmethod
     def from_params(cls, params: Any, **overrides) -> ModularSetup:
