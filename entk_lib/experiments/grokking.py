@@ -30,14 +30,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..alignment import subspace_overlap
+from ..alignment import random_orthonormal, subspace_overlap
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
 from ..features import fourier_families
 from ..grokking import derivative_peak, grokking_onset, rise_window
 from ..kernel import entk
+from ..laplacian import laplacian_pair, pair_families, pair_match, two_stage_rotation
 from ..models.modular import ModularRun, ModularSetup, train_modular
 from ..params import check_int, check_int_list, check_prime, check_real
-from ..plotting import spectrum_plot
+from ..plotting import heatmap, spectrum_plot
 from ..regression import faithfulness, kernel_drift, kernel_regression, kernel_target_alignment
 from .modular import cliff_windows
 
@@ -47,6 +48,8 @@ __all__ = [
     "GrokkingParams",
     "analyze_checkpoint",
     "analyze_seed",
+    "rotate_second_cliff",
+    "rotation_null",
     "run_all",
     "summarize_seed",
     "visible_cliff",
@@ -81,6 +84,8 @@ class GrokkingParams:
     tolerance_epochs: int = 20
     faithful_r2: float = 0.9
     faithful_acc_gap: float = 0.05
+    rotation_score: float = 0.5
+    rotation_null_draws: int = 20
 
     def __post_init__(self):
         self.p = check_prime("p", self.p)
@@ -101,6 +106,9 @@ class GrokkingParams:
         self.tolerance_epochs = check_int("tolerance_epochs", self.tolerance_epochs, minimum=0)
         self.faithful_r2 = check_real("faithful_r2", self.faithful_r2, low=0.0, high=1.0)
         self.faithful_acc_gap = check_real("faithful_acc_gap", self.faithful_acc_gap, low=0.0, high=1.0)
+        self.rotation_score = check_real("rotation_score", self.rotation_score, low=0.0, high=1.0,
+                                         low_inclusive=False)
+        self.rotation_null_draws = check_int("rotation_null_draws", self.rotation_null_draws, minimum=1)
         grid = set(self.checkpoints())
         for name in ("spectrum_epochs", "rotation_epochs"):
             values = check_int_list(name, getattr(self, name), minimum=0, maximum=self.epochs)
@@ -348,6 +356,116 @@ def summarize_seed(result: dict, params: GrokkingParams) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Appendix D: the sum/difference Laplacian rotation of the second cliff
+# --------------------------------------------------------------------------------------------
+
+
+def rotate_second_cliff(second_vectors: dict[int, np.ndarray], p: int) -> dict[int, dict]:
+    """The two-stage rotation (``L_sum``, then ``L_diff`` on the smoothest half) of the
+    second-cliff window at each epoch, scored one-to-one against the sum and diff pairs.
+
+    Parameters
+    ----------
+    second_vectors : dict epoch -> ndarray (p^2, 2(p-1))
+        The second-cliff eigenvectors (:func:`analyze_seed`'s ``second_vectors``).
+
+    Returns
+    -------
+    dict epoch -> ``{"score", "n_above", "projection", "assignment"}``: the mean one-to-one
+    score (:func:`entk_lib.laplacian.pair_match`; 1 = every rotated direction inside one sum or
+    diff pair), how many directions hold more than 90% of their norm in their pair, the
+    squared projections (2(p-1), p-1) on the pairs (sum k = 1..(p-1)/2, then diff), and the
+    assigned pair of each direction.
+    """
+    l_sum, l_diff = laplacian_pair(p, "diagonal")
+    pairs, _ = pair_families(p, "diagonal")
+    out = {}
+    for epoch, vectors in sorted(second_vectors.items()):
+        rotated = two_stage_rotation(vectors, l_sum, l_diff).vectors
+        match = pair_match(rotated, pairs)
+        out[epoch] = {"score": match.mean, "n_above": match.n_above, "projection": match.projection,
+                      "assignment": match.assignment}
+    return out
+
+
+def rotation_null(params: GrokkingParams, seed: int = 12345) -> np.ndarray:
+    """One-to-one scores of ``rotation_null_draws`` Haar-random 2(p-1)-dimensional subspaces
+    after the same rotation (the baseline for :func:`rotate_second_cliff`)."""
+    rng = np.random.default_rng(seed)
+    d = 2 * (params.p - 1)
+    draws = {i: random_orthonormal(params.p**2, d, rng) for i in range(params.rotation_null_draws)}
+    return np.array([r["score"] for r in rotate_second_cliff(draws, params.p).values()])
+
+
+def _rotation_ok(rotation: dict[int, dict], onset: int | None, params: GrokkingParams) -> tuple[bool, bool]:
+    """(visible well before the onset, visible at every rotation epoch from the onset on and no
+    weaker at the end than before): the criterion of claim 5."""
+    if onset is None:
+        return False, False
+    level = params.rotation_score
+    before = [e for e in rotation if e <= onset - params.tolerance_epochs]
+    after = [e for e in rotation if e >= onset]
+    early = bool(before) and rotation[before[-1]]["score"] >= level
+    later = bool(after) and all(rotation[e]["score"] >= level for e in after)
+    if before and after:
+        later = later and rotation[after[-1]]["score"] >= rotation[before[-1]]["score"]
+    return early, later
+
+
+def rotation_row(rotations: list[dict], summaries: list[dict], null: np.ndarray,
+                 params: GrokkingParams) -> tuple[str, str, str, str]:
+    """Claim 5 (Appendix D): sum/diff alignment visible before the transition, continuing after."""
+    flags = [_rotation_ok(rot, s["onset"], params) for rot, s in zip(rotations, summaries, strict=True)]
+    scores = "; ".join(f"seed {s['seed']}: " + ", ".join(f"{e}: {fmt(r['score'])}" for e, r in rot.items())
+                       for rot, s in zip(rotations, summaries, strict=True))
+    both = [a and b for a, b in flags]
+    return ("Sum/difference structure in the second cliff is visible before the transition and "
+            "continues after it",
+            "features forming on both sides of the transition (v1 Appendix D, Fig. 5)",
+            f"one-to-one score of the rotated directions with the sum/diff pairs, by epoch: {scores}; "
+            f"random {2 * (params.p - 1)}-dim subspaces: max {fmt(null.max())} over {null.size}",
+            verdict(all(both), partial=any(a or b for a, b in flags)))
+
+
+def plot_rotation(rotation: dict[int, dict], params: GrokkingParams, seed: int):
+    """Fig. 5: squared projections of the rotated second-cliff directions on the sum and diff
+    pairs, one panel per epoch."""
+    epochs = list(rotation)
+    cols = min(3, len(epochs))
+    rows = -(-len(epochs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    nf = (params.p - 1) // 2
+    for ax, epoch in zip(axes.flat, epochs, strict=False):
+        r = rotation[epoch]
+        heatmap(ax, r["projection"], title=f"epoch {epoch}: score {r['score']:.2f}",
+                xlabel=f"(cos, sin) pair: sum k = 1..{nf}, then diff k = 1..{nf}",
+                ylabel="rotated direction", cbar_label="squared projection")
+        ax.axvline(nf - 0.5, color="w", lw=0.8)
+    for ax in list(axes.flat)[len(epochs):]:
+        ax.axis("off")
+    fig.suptitle(f"seed {seed}: second-cliff span after the two-stage L_sum / L_diff rotation "
+                 "(rows: stage-two directions, then stage-one)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rotation_scores(rotations: list[dict], summaries: list[dict], null: np.ndarray,
+                         params: GrokkingParams):
+    """One-to-one score after rotation against epoch, per seed, with the random baseline."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (rot, s) in enumerate(zip(rotations, summaries, strict=True)):
+        ax.plot(list(rot), [r["score"] for r in rot.values()], "o-", color=f"C{i}", label=f"seed {s['seed']}")
+    _mark_onsets(ax, summaries)
+    ax.axhline(params.rotation_score, color="k", ls="--", lw=0.8, label="rotation_score")
+    ax.axhline(null.max(), color="r", ls=":", lw=0.8, label="random subspaces (max)")
+    ax.set(title="second cliff after the L_sum / L_diff rotation", xlabel="epoch",
+           ylabel="one-to-one score with sum/diff pairs (0-1)", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
 # Over seeds: key numbers and the claims table
 # --------------------------------------------------------------------------------------------
 
@@ -427,7 +545,7 @@ def _row_second_cliff(summaries: list[dict], params: GrokkingParams) -> tuple[st
                 f"{fmt(params.cliff_threshold)} at {_list([s['second_strict_seen'] for s in summaries])}; "
                 f"final ratio {', '.join(fmt(s['second_ratio_final']) for s in summaries)}")
     return ("The second cliff is absent before grokking and appears at the transition",
-            "absent at epochs 0, 60; appears by 80-100 (v1 Fig. 3)", measured,
+            "absent before grokking, appears at it (v1 Fig. 3: epochs 0, 60, 80, 100, 500)", measured,
             verdict(all(ok), partial=any(seen)))
 
 
@@ -443,7 +561,7 @@ def _row_jump(summaries: list[dict]) -> tuple[str, str, str, str]:
                 f"10-90% rise {_list_windows(summaries, 'acc_rise')}; memorization at "
                 f"{_list([s['memorized'] for s in summaries])}")
     return ("The second-cliff eigenvalues jump at the transition (eigenvectors evolve smoothly)",
-            "eigenvalues jump at the grokking transition (v1 Sec. 4)", measured,
+            "the eigenvalues jump at the transition, the eigenvectors evolve smoothly (v1)", measured,
             verdict(all(ok), partial=any(ok)))
 
 
@@ -457,7 +575,7 @@ def _row_peak(summaries: list[dict], params: GrokkingParams) -> tuple[str, str, 
     per_seed = "; ".join(f"seed {s['seed']}: onset {_epoch_text(s['onset'])}, peak {s['sum_peak']}"
                          for s in summaries)
     return ("The derivative of the second cliff's sum-family overlap peaks near the onset of grokking",
-            "peak near the onset (onset marked at epoch 75, v4 Fig. 2)",
+            "the derivative peaks near the onset of grokking (v4 Fig. 2)",
             f"{per_seed}; gap peak - onset {_spread(gaps)} epochs (checkpoints every "
             f"{params.checkpoint_every})",
             verdict(bool(ok.all()), partial=bool(ok.any())))
@@ -639,7 +757,7 @@ def plot_beyond(results: list[dict], summaries: list[dict], params: GrokkingPara
         _mark_onsets(ax, summaries)
         ax.set_xlim(0, min(params.epochs, 300))
         ax.legend(fontsize=7)
-    axes[0].set(title="kernel drift (solid: ||K_t-K_0||/||K_0||; dash-dot: of K/||K||)",
+    axes[0].set(title="drift ||K_t-K_0||/||K_0|| (dash-dot: of K/||K||)",
                 xlabel="epoch", ylabel="relative change (log scale)")
     axes[1].set(title="kernel-target alignment (centred)", xlabel="epoch", ylabel="alignment (cosine)")
     axes[2].axhline(params.faithful_r2, color="k", lw=0.8, ls="--")
