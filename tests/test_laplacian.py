@@ -264,3 +264,64 @@ def test_knn_ties_are_broken_without_the_index_order():
     a1, a2 = _dense(lp.knn_graph(kernel, 2, seed=0)), _dense(lp.knn_graph(kernel, 2, seed=1))
     assert not np.array_equal(a1, a2)
     assert np.sum(np.diag(a1, 1)) < n / 2
+
+
+# ---------------------------------------------------------------------------- chapter pipeline
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"first_pair": "torus"}, "first_pair"), ({"n_second": 57}, "n_second"), ({"n_extra": 40}, "n_extra"),
+    ({"extra_sweep": [-30]}, "extra_sweep"), ({"knn_k": 0}, "knn_k"), ({"graph_rows": "all"}, "graph_rows"),
+    ({"match_threshold": 1.0}, "match_threshold"), ({"first_kernel": "fc2"}, "first_kernel"),
+    ({"p": 15}, "p"), ({"random_graphs": 0}, "random_graphs"),
+])
+def test_chapter_params_reject_bad_values(kwargs, name):
+    from entk_lib.experiments.laplacian import LaplacianParams
+
+    with pytest.raises(ValueError, match=f"`{name}"):
+        LaplacianParams(**kwargs)
+
+
+def test_analyze_cliff_on_a_planted_window():
+    """A window that spans exactly the a and b families: rotation one-to-one, ceiling 1, Ritz
+    values equal to the pure-mode values, and the learned-graph outputs well formed."""
+    from entk_lib.experiments.laplacian import LaplacianParams, analyze_cliff
+
+    p = 11
+    params = LaplacianParams(p=p, random_graphs=2, knn_sweep=[2], extra_sweep=[0, 2])
+    pairs, _ = lp.pair_families(p, "axis")
+    u = _normalized(pairs) @ random_orthonormal(2 * (p - 1), 2 * (p - 1), rng=0)
+    values = np.linspace(2.0, 1.0, u.shape[1])
+    r = analyze_cliff(u, values, params, "first", seed=0)
+    assert r["before"]["mean"] < 0.5
+    assert r["after"]["mean"] == pytest.approx(1.0, abs=1e-8) and r["after"]["n_above"] == u.shape[1]
+    assert r["ceiling"] == pytest.approx(1.0, abs=1e-10)
+    np.testing.assert_allclose(r["ritz"], r["pure"], atol=1e-10)
+    assert r["sweep"][2][0] == pytest.approx(1.0, abs=1e-8)  # one extra pair: still exact
+    g = r["graphs"]
+    assert g["random_mean"].shape == (2,) and set(g["knn_sweep"]) == {2}
+    assert all(0.0 <= v <= 1.0 for v in g["edge_fractions"].values())
+
+
+def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    from entk_lib.claims import VERDICTS
+    from entk_lib.experiments import laplacian as ch
+
+    params = ch.LaplacianParams(p=7, width=16, epochs=20, seeds=[0, 1], random_graphs=2, knn_sweep=[2],
+                                extra_sweep=[0, 2])
+    results = ch.run_all(params, progress=False)
+    summary = ch.summarize(results, params)
+    table = ch.claims_table(summary, params)
+    assert len(table.rows) == 6 and all(r.verdict in VERDICTS for r in table.rows)
+    # the untrained layer-1 cliff spans the a and b families exactly in expectation; with a
+    # finite width it still does to within the window's ceiling
+    assert summary["init"]["after"].min() > summary["init"]["before"].max()
+    assert "first cliff (axis Laplacians)" in ch.key_numbers(summary, params)
+    assert ch.closing_note(summary, params).startswith("**Measured (2 seeds, p = 7).**")
+    for fig in (ch.plot_why(results[0], params), ch.plot_heatmaps(results[0], params, "second"),
+                ch.plot_sweep(summary, params), ch.plot_graphs(summary, params)):
+        assert fig.axes
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
