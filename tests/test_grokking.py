@@ -1,0 +1,244 @@
+"""Tests for the grokking timing helpers (synthetic curves) and the grokking chapter's pipeline."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import entk_lib.claims  # noqa: E402
+from entk_lib.experiments import grokking as gk  # noqa: E402
+from entk_lib.grokking import (  # noqa: E402
+    central_difference,
+    derivative_peak,
+    first_epoch_reaching,
+    grokking_onset,
+    rise_window,
+)
+from entk_lib.regression import kernel_regression, kernel_target_alignment  # noqa: E402
+
+
+def _sigmoid(t, center, width):
+    return 1.0 / (1.0 + np.exp(-(np.asarray(t, dtype=float) - center) / width))
+
+
+# ---- onset ------------------------------------------------------------------------------------
+
+def test_onset_of_a_sigmoid_matches_its_closed_form():
+    epochs = np.arange(0, 501)
+    center, width = 84.3, 6.0
+    history = {"epoch": epochs.tolist(), "test_acc": _sigmoid(epochs, center, width).tolist(),
+               "train_acc": _sigmoid(epochs, 20.0, 3.0).tolist()}
+    onset, done = grokking_onset(history)
+    assert onset == int(np.ceil(center))  # acc >= 1/2 from t >= center
+    assert done == int(np.ceil(center + width * np.log(19.0)))  # acc >= 0.95
+    (memorized,) = grokking_onset(history, (0.95,), key="train_acc")
+    assert memorized == int(np.ceil(20.0 + 3.0 * np.log(19.0)))
+
+
+def test_onset_uses_recorded_epochs_only_and_none_when_never():
+    history = {"epoch": [0, 10, 20, 30], "test_acc": [0.0, 0.2, 0.7, 0.9]}
+    assert grokking_onset(history) == [20, None]
+    assert grokking_onset(history, (0.2,)) == [10]  # reaching the level counts
+    assert first_epoch_reaching([0, 1], [0.1, 0.2], 0.5) is None
+
+
+@pytest.mark.parametrize("levels, match", [((0.0,), "levels"), ((1.5,), "levels")])
+def test_onset_rejects_bad_levels(levels, match):
+    with pytest.raises(ValueError, match=match):
+        grokking_onset({"epoch": [0, 1], "test_acc": [0.0, 1.0]}, levels)
+
+
+def test_onset_rejects_bad_history():
+    with pytest.raises(ValueError, match="test_acc"):
+        grokking_onset({"epoch": [0, 1], "acc": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="increasing"):
+        grokking_onset({"epoch": [0, 2, 1], "test_acc": [0.0, 0.5, 1.0]})
+    with pytest.raises(ValueError, match="same length"):
+        grokking_onset({"epoch": [0, 1, 2], "test_acc": [0.0, 1.0]})
+
+
+# ---- central differences --------------------------------------------------------------------
+
+def test_central_difference_is_exact_for_lines_everywhere():
+    x = np.array([0.0, 3.0, 4.0, 10.0, 11.5])
+    assert np.allclose(central_difference(x, 2.5 * x - 1.0), 2.5)
+
+
+def test_central_difference_is_exact_for_quadratics_inside_a_nonuniform_grid():
+    x = np.array([0.0, 1.0, 3.0, 4.0, 7.0, 8.0])
+    y = 0.5 * x**2 - 3 * x + 2
+    d = central_difference(x, y)
+    assert np.allclose(d[1:-1], x[1:-1] - 3)
+    # ends: one-sided first differences
+    assert np.isclose(d[0], (y[1] - y[0]) / (x[1] - x[0]))
+    assert np.isclose(d[-1], (y[-1] - y[-2]) / (x[-1] - x[-2]))
+
+
+def test_central_difference_on_a_uniform_grid_is_the_symmetric_quotient():
+    x = np.arange(0, 100, 10)
+    y = np.random.default_rng(0).standard_normal(x.size)
+    d = central_difference(x, y)
+    assert np.allclose(d[1:-1], (y[2:] - y[:-2]) / 20.0)
+
+
+def test_derivative_peak_finds_the_inflection_of_a_sigmoid():
+    epochs = np.arange(0, 501, 10)
+    overlap = 100 * _sigmoid(epochs, 70.0, 15.0)
+    slope, peak = derivative_peak(epochs, overlap)
+    assert peak == 70 and slope.shape == epochs.shape
+    assert np.isclose(slope.max(), (overlap[8] - overlap[6]) / 20)
+    # asymmetric bump: the peak moves with the bump
+    _, peak2 = derivative_peak(epochs, 100 * _sigmoid(epochs, 143.0, 12.0))
+    assert peak2 in (140, 150)
+
+
+def test_central_difference_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 2"):
+        central_difference([0.0], [1.0])
+    with pytest.raises(ValueError, match="increasing"):
+        central_difference([0.0, 0.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        central_difference([0.0, 1.0], [1.0, np.nan])
+
+
+# ---- rise window ----------------------------------------------------------------------------
+
+def test_rise_window_of_a_sigmoid_and_of_an_exponential():
+    epochs = np.arange(0, 1001)
+    low, high = rise_window(epochs, _sigmoid(epochs, 400.0, 20.0))
+    # from ~0 to ~1: the 10% and 90% crossings at center -/+ width * log(9)
+    assert abs(low - (400 - 20 * np.log(9))) <= 1 and abs(high - (400 + 20 * np.log(9))) <= 1
+    # exponential growth on [0, 100] then flat: log-rise is linear -> 10% and 90% of the time
+    values = np.exp(np.minimum(epochs, 100) / 10.0)
+    assert rise_window(epochs, values, log=True) == (10, 90)
+    assert rise_window(epochs, -values) is None  # never rises
+
+
+def test_rise_window_rejects_bad_levels_and_log_of_negative():
+    with pytest.raises(ValueError, match="high"):
+        rise_window([0, 1], [0.0, 1.0], low=0.5, high=0.4)
+    with pytest.raises(ValueError, match="positive"):
+        rise_window([0, 1], [0.0, 1.0], log=True)
+
+
+# ---- chapter pieces ----------------------------------------------------------------------------
+
+def test_visible_cliff_on_planted_spectra():
+    lam = np.concatenate([[100.0], np.full(4, 10.0), np.full(4, 5.0), np.linspace(1.0, 0.5, 10)])
+    # drops: at 1 (x10), at 5 (x2), at 9 (x5)
+    assert gk.visible_cliff(lam, 9, 1.2, 6) and gk.visible_cliff(lam, 9, 1.2, 2)
+    assert gk.visible_cliff(lam, 5, 1.2, 2) is False  # the drop at 9 is larger
+    assert gk.visible_cliff(lam[:9], 5, 1.2, 2)  # ... unless it is cut off
+    assert not gk.visible_cliff(lam, 9, 1.2, 1)  # the leading drop is larger
+    assert not gk.visible_cliff(lam, 9, 6.0, 6)  # below the minimum ratio
+    with pytest.raises(ValueError, match="start"):
+        gk.visible_cliff(lam, 3, 1.2, 5)
+
+
+def test_params_validation_and_setup():
+    with pytest.raises(ValueError, match="`spectrum_epochs`"):
+        gk.GrokkingParams(spectrum_epochs=[0, 65])
+    with pytest.raises(ValueError, match="`rotation_epochs`"):
+        gk.GrokkingParams(checkpoint_every=20, rotation_epochs=[40, 50])
+    with pytest.raises(ValueError, match="`top_k`"):
+        gk.GrokkingParams(top_k=100)
+    with pytest.raises(ValueError, match="`checkpoint_every`"):
+        gk.GrokkingParams(checkpoint_every=0)
+    with pytest.raises(ValueError, match="`visible_drop`"):
+        gk.GrokkingParams(visible_drop=1.0)
+    coarse = gk.GrokkingParams(checkpoint_every=20, rotation_epochs=[40, 60, 80, 100, 140, 500])
+    assert coarse.setup.checkpoint_every == 10 and coarse.checkpoints()[:3] == [0, 20, 40]
+    params = gk.GrokkingParams(p=5, epochs=30, checkpoint_every=7, top_k=19, spectrum_epochs=[0, 30],
+                               rotation_epochs=[7])
+    assert params.setup.checkpoint_every == 7 and params.checkpoints() == [0, 7, 14, 21, 28, 30]
+    assert params.cliffs == (9, 17)
+
+
+def test_fast_alignment_and_stacked_regression_match_the_library():
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((30, 40))
+    kernel = f @ f.T / 40
+    y = np.eye(5)[rng.integers(0, 5, 30)]
+    fast = kernel_target_alignment(gk._centered(kernel), gk._centered(y), center=False)
+    assert np.isclose(fast, kernel_target_alignment(kernel, y))
+    train, test = np.arange(20), np.arange(20, 30)
+    refs = {"a": rng.standard_normal((30, 5)), "b": rng.standard_normal((30, 5))}
+    final = rng.standard_normal((30, 5))
+    out = gk._faithfulness(kernel, refs, y, final, train, test)
+    for name, f0 in refs.items():
+        lin = kernel_regression(kernel[np.ix_(train, train)], y[train], kernel[np.ix_(test, train)],
+                                f0_train=f0[train], f0_test=f0[test])
+        resid = np.sum((lin - final[test]) ** 2)
+        assert np.isclose(out[f"{name}_r2"], 1 - resid / np.sum((final[test] - final[test].mean(0)) ** 2))
+
+
+def test_eigh_desc_matches_top_eigenpairs():
+    import entk_lib
+
+    rng = np.random.default_rng(2)
+    f = rng.standard_normal((25, 30))
+    kernel = f @ f.T
+    values, vectors = gk._eigh_desc(kernel, 6)
+    ref_values, ref_vectors = entk_lib.top_eigenpairs(kernel, 6)
+    assert np.allclose(values, ref_values) and np.allclose(vectors, ref_vectors)
+
+
+def _tiny_params(**kw):
+    base = dict(p=5, width=8, epochs=30, checkpoint_every=10, spectrum_epochs=[0, 10, 30],
+                rotation_epochs=[10, 30], seeds=[0, 1], top_k=20)
+    return gk.GrokkingParams(**(base | kw))
+
+
+def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    params = _tiny_params()
+    results = gk.run_all(params, progress=False)
+    r = results[0]
+    assert list(r["epochs"]) == [0, 10, 20, 30] and r["values"].shape == (4, 20)
+    assert r["drift"][0] == 0 and r["drift_normalized"][0] == 0
+    for key in ("first_a", "first_b", "second_sum", "second_diff"):
+        assert np.all((r[key] >= -1e-9) & (r[key] <= 100 + 1e-9))
+    assert sorted(r["second_vectors"]) == [10, 30] and r["second_vectors"][10].shape == (25, 8)
+    assert r["vectors"].shape == (4, 25, 17) and "vectors" not in results[1]
+    summaries = [gk.summarize_seed(res, params) for res in results]
+    table = gk.claims_table(summaries, results, params)
+    assert len(table.rows) == 6 and all(row.verdict in entk_lib.claims.VERDICTS for row in table.rows)
+    assert "peak - onset" in gk.key_numbers(summaries, results, params)
+    for fig in (gk.plot_training(results, summaries), gk.plot_spectra(r, summaries[0], params),
+                gk.plot_cliff_evolution(results, summaries, params),
+                gk.plot_overlap(results, summaries, params), gk.plot_beyond(results, summaries, params),
+                gk.plot_explorer_static(r, params)):
+        plt.close(fig)
+    widget = gk.explorer(r, params)
+    assert len(widget.children) == 2
+    plt.close("all")
+
+
+def _summary(seed, onset, peak, **kw):
+    base = {"seed": seed, "onset": onset, "complete": onset + 20, "memorized": 30, "first_cliff_init": 4.0,
+            "first_visible_init": True, "second_first_seen": onset, "second_from": onset,
+            "second_largest_from": onset, "second_strict_seen": None, "second_ratio_final": 1.5,
+            "mag_rise": (onset - 10, onset + 10), "acc_rise": (onset - 10, onset + 10), "mag_gain": 10.0,
+            "sum_peak": peak, "peak_gap": peak - onset, "align_peak": onset, "align_gap": 0,
+            "faithful_init": None, "faithful_tangent": onset + 30}
+    return base | kw
+
+
+def test_claims_follow_the_stated_criteria():
+    params = gk.GrokkingParams()
+    good = [_summary(0, 80, 70), _summary(1, 85, 90)]
+    verdicts = [row.verdict for row in gk.claims_table(good, [], params).rows]
+    assert verdicts == ["reproduced"] * 6
+    mixed = [_summary(0, 80, 70, first_cliff_init=1.5, second_first_seen=140, mag_rise=(20, 80),
+                      faithful_tangent=60, align_gap=-30),
+             _summary(1, 85, 40, second_first_seen=None)]
+    verdicts = [row.verdict for row in gk.claims_table(mixed, [], params).rows]
+    assert verdicts == ["partly reproduced", "partly reproduced", "partly reproduced", "partly reproduced",
+                        "partly reproduced", "partly reproduced"]
+    rotation = ("claim", "paper", "measured", "reproduced")
+    assert len(gk.claims_table(good, [], params, rotation_row=rotation).rows) == 7
