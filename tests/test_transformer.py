@@ -10,9 +10,9 @@ import entk_lib
 from entk_lib.alignment import subspace_overlap
 from entk_lib.experiments import transformer as tx
 from entk_lib.features import axis_sum_family, fourier_family, fourier_power, key_frequencies, modular_pairs
+from entk_lib.grokking import derivative_peak, grokking_onset
 from entk_lib.models.transformer import (
     ModularTransformer,
-    grokking_epochs,
     modular_tokens,
     train_test_split,
     train_transformer,
@@ -204,10 +204,11 @@ def test_training_is_reproducible_and_records_history():
 def test_grokking_epochs_and_derivative_peak():
     epochs = np.arange(0, 1001, 20)
     acc = 1 / (1 + np.exp(-(epochs - 500) / 50))
-    onset, half, done = grokking_epochs(epochs, acc, (0.1, 0.5, 0.95))
+    history = {"epoch": epochs, "test_acc": acc}
+    onset, half, done = grokking_onset(history, (0.1, 0.5, 0.95))
     assert (onset, half, done) == (400, 500, 660)
-    assert grokking_epochs(epochs, acc * 0.5, (0.9,)) == [None]
-    _, peak = tx.derivative_peak(epochs, acc)
+    assert grokking_onset({"epoch": epochs, "test_acc": acc * 0.5}, (0.9,)) == [None]
+    _, peak = derivative_peak(epochs, acc)
     assert peak == 500
 
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..alignment import orthonormal_basis, pair_projection, random_subspace_overlaps, subspace_overlap
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
 from ..features import FOURIER_KINDS, fourier_families, fourier_family
+from ..grokking import grokking_onset
 from ..kernel import entk, entk_by_layer
 from ..models.modular import ModularMLP, ModularSetup, check_training_fields, train_modular
 from ..operator import entk_operator
@@ -282,10 +283,10 @@ def _p_value(observed: float, null: np.ndarray) -> float:
     return float((1 + np.sum(null >= observed)) / (1 + null.size))
 
 
-def _first_epoch(history: dict, key: str, level: float) -> int:
-    """First epoch at which ``history[key]`` reaches ``level`` (-1 if never)."""
-    hit = np.nonzero(np.asarray(history[key]) >= level)[0]
-    return int(history["epoch"][hit[0]]) if hit.size else -1
+def _onset_or_minus_one(history: dict) -> int:
+    """The grokking onset (:func:`entk_lib.grokking.grokking_onset`), -1 if never reached."""
+    (onset,) = grokking_onset(history, (0.5,))
+    return -1 if onset is None else onset
 
 
 def _drop_rank(ratios: np.ndarray, index: int) -> int:
@@ -306,7 +307,7 @@ def summarize(results: list[dict], params: ModularParams, null: np.ndarray) -> d
 
     out = {
         "expected_cliffs": (c1, c2),
-        "grok_epoch": per_seed(lambda r: _first_epoch(r["history"], "test_acc", 0.5)),
+        "grok_epoch": per_seed(lambda r: _onset_or_minus_one(r["history"])),
         "final_test_acc": per_seed(lambda r: r["history"]["test_acc"][-1]),
         "cm_cliffs": [r["spectra"]["total"]["cliffs"] for r in results],
         "cm_has": per_seed(lambda r: (has(r["spectra"]["total"]["cliffs"], c1),

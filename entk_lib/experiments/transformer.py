@@ -30,8 +30,9 @@ from ..alignment import empirical_p_value, orthonormal_basis, random_subspace_ov
 from ..cache import cached
 from ..claims import ClaimsTable, fmt, verdict
 from ..features import axis_sum_family, fourier_family, key_frequencies
+from ..grokking import derivative_peak, grokking_onset
 from ..kernel import entk_by_layer
-from ..models.transformer import ModularTransformer, grokking_epochs, train_test_split, train_transformer
+from ..models.transformer import ModularTransformer, train_test_split, train_transformer
 from ..models.transformer import modular_tokens as _tokens
 from ..params import check_int, check_int_list, check_prime, check_real
 from ..spectrum import top_eigenpairs
@@ -43,7 +44,6 @@ __all__ = [
     "TransformerParams",
     "analyze_seed",
     "claims_table",
-    "derivative_peak",
     "run_all",
     "table2",
     "train_seed",
@@ -297,7 +297,7 @@ def analyze_seed(params: TransformerParams, seed: int, progress: bool = True) ->
            "analysis": ANALYSIS_VERSION}
     with single_thread():
         result = cached("transformer_analysis", key, lambda: _analyze(params, seed, run, progress))
-    grok = grokking_epochs(run["history"]["epoch"], run["history"]["test_acc"], GROK_LEVELS)
+    grok = grokking_onset(run["history"], GROK_LEVELS)
     timing = {k: run[k] for k in ("train_seconds", "train_cpu_seconds", "load")}
     return {**result, **timing, "history": run["history"], "grok": grok, "final_state": run["final_state"]}
 
@@ -310,14 +310,6 @@ def run_all(params: TransformerParams, progress: bool = True) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 # Summaries: Fig. 3, Table 2, claims
 # --------------------------------------------------------------------------------------------
-
-
-def derivative_peak(epochs, overlap) -> tuple[np.ndarray, int]:
-    """Central-difference derivative of the overlap (per epoch) and the epoch of its maximum."""
-    ep = np.asarray(epochs, dtype=float)
-    y = np.asarray(overlap, dtype=float)
-    deriv = np.gradient(y, ep)
-    return deriv, int(ep[int(np.nanargmax(deriv))])
 
 
 def table2(results: list[dict]) -> list[dict]:

@@ -34,7 +34,6 @@ __all__ = [
     "N_CTX",
     "ModularTransformer",
     "TransformerRun",
-    "grokking_epochs",
     "modular_tokens",
     "train_test_split",
     "train_transformer",
@@ -304,35 +303,6 @@ def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Opti
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):  # older torch: no fused CPU kernel
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-
-def grokking_epochs(epochs, test_acc, levels=(0.5, 0.95)) -> list[int | None]:
-    """The first epoch at which the test accuracy reaches each level (None if it never does).
-
-    This is the chapter's definition of "when the model groks": with the default levels, the
-    epoch where held-out accuracy first passes 50% (generalization under way) and 95%
-    (generalization essentially complete). Only the evaluated epochs are searched, so the answer
-    is exact to the evaluation interval.
-
-    Parameters
-    ----------
-    epochs : sequence of int (T,)
-        Evaluated epochs, increasing.
-    test_acc : sequence of float (T,)
-        Test accuracy in [0, 1] at those epochs.
-    levels : sequence of float
-        Accuracy thresholds in (0, 1].
-    """
-    ep = np.asarray(epochs)
-    acc = np.asarray(test_acc, dtype=float)
-    if ep.shape != acc.shape:
-        raise ValueError(f"`epochs` and `test_acc` must have the same length, got {ep.shape} and {acc.shape}")
-    out: list[int | None] = []
-    for level in levels:
-        check_real("levels", level, low=0.0, high=1.0, low_inclusive=False)
-        hits = np.flatnonzero(acc >= level)
-        out.append(int(ep[hits[0]]) if hits.size else None)
-    return out
 
 
 def check_modulus(p: int) -> int:
