@@ -249,7 +249,7 @@ def run_all(params: ModularParams, progress: bool = True) -> tuple[list[dict], n
     return results, null
 
 
-def flattened_analysis(params: ModularParams, seed: int, k: int | None = None, *, tol: float = 1e-8) -> dict:
+def flattened_analysis(params: ModularParams, seed: int, k: int | None = None) -> dict:
     """Top ``k`` eigenvalues of the flattened (p^3 x p^3) total eNTK, matrix-free, and its cliffs.
 
     The layer-2 part of the flattened kernel is ``I_p (x) H`` (H the layer-2 class_mean kernel),
@@ -257,12 +257,13 @@ def flattened_analysis(params: ModularParams, seed: int, k: int | None = None, *
     ``p * j``. That prediction (``layer2_values``, ``layer2_cliffs``) is returned beside the
     measured spectrum of the total flattened kernel as a cross-check. ``largest_drops`` lists
     the five largest drops ``(index, ratio)`` of the measured spectrum, whatever the threshold.
-    ``tol`` is the Lanczos tolerance (relative accuracy of the eigenvalues).
+    The eigenpairs come from the factored matrix-free operator and block Krylov
+    (:func:`entk_lib.top_eigenpairs` defaults: residuals below 1e-5 of the top eigenvalue).
     """
     k = params.flat_top_k if k is None else check_int("k", k, minimum=2, maximum=params.p**3 - 1)
     run = train_modular(params.setup, seed)
     model, x = run.model_at(), run.inputs
-    values, _ = top_eigenpairs(entk_operator(model, x, collapse="flattened"), k, tol=tol)
+    values, _ = top_eigenpairs(entk_operator(model, x, collapse="flattened"), k)
     h = entk(model, x, collapse="class_mean", layers=["fc2"]).double().numpy()
     layer2 = np.repeat(np.linalg.eigvalsh(h)[::-1], params.p)[:k]
     thr = params.cliff_threshold
