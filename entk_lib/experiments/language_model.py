@@ -122,7 +122,7 @@ def _continuation(tok, window: list[int], token: int) -> str:
     return full[len(base):] if full.startswith(base) else " " + tok.decode([token]).strip()
 
 
-def build_windows(model, tok, nlp, stories, params: LMParams, max_rounds: int = 4) -> dict:
+def build_windows(model, tok, nlp, stories, params: LMParams, max_rounds: int = 6) -> dict:
     """Balanced labelled windows: ``per_tag`` per tag where the greedy and true next word agree.
 
     Candidates are drawn per tag of the true next word (seeded), in rounds until every tag has
@@ -383,3 +383,38 @@ def plot_sweep(axes, sweep: dict):
                title=f"Layer sweep: macro {k.upper()} over 8 tags")
         ax.set_xticks(layers)
         ax.legend(fontsize=8)
+
+
+def closing_note(main_probe: dict, pvals: dict, sweep: dict, steer: dict, params: LMParams,
+                 seconds: float) -> str:
+    """A Markdown paragraph that states the measured outcome (generated from the numbers)."""
+    macro = {m: r.macro() for m, r in main_probe["results"].items()}
+    e, p = macro["eNTK"], macro["PCA"]
+    ahead = [t for t, a, b in zip(params.tags, main_probe["results"]["eNTK"].per_class("ap"),
+                                  main_probe["results"]["PCA"].per_class("ap"), strict=True) if a > b]
+    sig = [t for t, q in zip(params.tags, pvals["ap"][0], strict=True) if q < 0.05]
+    lines = [
+        f"**Measured.** At layer {params.layer}, the eNTK's best single direction per tag reaches "
+        f"macro AP {fmt(e['ap'], 3)} and AUROC {fmt(e['auroc'], 3)}, against {fmt(p['ap'], 3)} and "
+        f"{fmt(p['auroc'], 3)} "
+        f"for PCA and {fmt(macro['random']['ap'], 3)} / {fmt(macro['random']['auroc'], 3)} for random "
+        f"directions (paper, Gemma-3-270m layer 16 on TinyStories: 0.523 / 0.827 against 0.409 / 0.745). "
+        f"The eNTK leads PCA in AP for {len(ahead)} of {len(params.tags)} tags "
+        f"({', '.join(ahead) or 'none'}); the permutation test gives p < 0.05 for "
+        f"{', '.join(sig) or 'no tag'} and p = {fmt(pvals['ap'][1], 3)} "
+        f"for the macro difference.",
+    ]
+    if sweep:
+        best = max(sweep, key=lambda layer: sweep[layer]["eNTK"]["ap"] - sweep[layer]["PCA"]["ap"])
+        gap = sweep[best]["eNTK"]["ap"] - sweep[best]["PCA"]["ap"]
+        lines.append(f"Across layers {list(sweep)}, the eNTK-minus-PCA macro AP gap is largest at "
+                     f"layer {best} ({fmt(gap, 3)}).")
+    lines.append(f"Steering with the same norm changes the next word's part of speech in "
+                 f"{fmt(100 * steer['eNTK']['steer'].mean(), 0)}% of test windows along the eNTK direction, "
+                 f"{fmt(100 * steer['PCA']['steer'].mean(), 0)}% along PCA's and "
+                 f"{fmt(100 * steer['random']['steer'].mean(), 0)}% along a random one; ablation changes "
+                 f"{fmt(100 * steer['eNTK']['ablate'].mean(), 0)}%, "
+                 f"{fmt(100 * steer['PCA']['ablate'].mean(), 0)}% "
+                 f"and {fmt(100 * steer['random']['ablate'].mean(), 0)}%.")
+    lines.append(f"The chapter ran in {seconds:.0f} s.")
+    return " ".join(lines)
