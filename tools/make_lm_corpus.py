@@ -9,9 +9,9 @@ sentence; stories are separated by blank lines. The committed file was made with
     OMP_NUM_THREADS=1 ENTK_CACHE_DIR=/tmp/cache python tools/make_lm_corpus.py --stories 192 \
         --seed 0 --batch 128 --new-tokens 120 --out entk_lib/data/lm_stories.txt
 
-(about 13 minutes per batch of 128 stories on one busy CPU core). Sampling on another machine or
-library version may give other
-stories; the chapter's numbers refer to the committed file.
+(about 13 minutes per batch of 128 stories on one busy CPU core; batches of 128 amortize reading the
+weights). Sampling on another machine or library version may give other stories; the chapter's
+numbers refer to the committed file.
 """
 
 from __future__ import annotations
