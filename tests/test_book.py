@@ -11,7 +11,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-CHAPTERS = [c["file"] for part in TOC["parts"] for c in part["chapters"]]
+CHAPTERS = [c["file"] for part in TOC["parts"] for c in part["chapters"]
+            if (ROOT / f"{c['file']}.ipynb").exists()]
+PAGES = [c["file"] for part in TOC["parts"] for c in part["chapters"]]
+
+
+def test_every_page_in_the_toc_exists():
+    for page in PAGES:
+        assert (ROOT / f"{page}.ipynb").exists() or (ROOT / f"{page}.md").exists(), page
+    assert len(CHAPTERS) == 7
 
 
 def load(chapter: str) -> dict:
