@@ -23,6 +23,9 @@ import torch
 
 COLLAPSES = ("full", "flattened", "per_class", "class_mean", "sum_logits")
 
+#: Entries of the (classes, n, m) temporary when summing per-class blocks for ``class_mean``.
+_CLASS_BLOCK_ENTRIES = 2**25
+
 _SAMPLE_AXES = {
     "full": (0, 1),
     "flattened": (1, 3),
@@ -78,10 +81,12 @@ def contract(jac_a: torch.Tensor, jac_b: torch.Tensor, collapse: str) -> torch.T
         return flat.permute(1, 3, 0, 2) if collapse == "full" else flat
     if collapse == "per_class":
         return torch.bmm(jac_a, jac_b.transpose(1, 2))
-    if collapse == "class_mean":
-        rows_a = jac_a.permute(1, 0, 2).reshape(n, c * p)
-        rows_b = jac_b.permute(1, 0, 2).reshape(m, c * p)
-        return (rows_a @ rows_b.T) / c
+    if collapse == "class_mean":  # sum over classes of J_i J_i^T, in blocks of classes (no copy of J)
+        block = max(1, min(c, _CLASS_BLOCK_ENTRIES // max(1, n * m)))
+        total = torch.zeros((n, m), dtype=jac_a.dtype)
+        for s in range(0, c, block):
+            total += torch.bmm(jac_a[s : s + block], jac_b[s : s + block].transpose(1, 2)).sum(0)
+        return total / c
     if collapse == "sum_logits":
         return (jac_a.sum(0) @ jac_b.sum(0).T) / c
     raise ValueError(f"unknown collapse {collapse!r}")

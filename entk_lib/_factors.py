@@ -42,6 +42,14 @@ class JacobianFactor:
     def cat(self, other: JacobianFactor) -> JacobianFactor:
         return JacobianFactor(torch.cat([self.jac, other.jac], dim=1))
 
+    def allocate(self, n: int) -> JacobianFactor:
+        """An uninitialized factor like this one for ``n`` samples (filled by :meth:`assign`)."""
+        c, _, p = self.jac.shape
+        return JacobianFactor(self.jac.new_empty((c, n, p)))
+
+    def assign(self, rows: slice, part: JacobianFactor) -> None:
+        self.jac[:, rows] = part.jac
+
     def nbytes_per_sample(self) -> int:
         c, _, p = self.jac.shape
         return c * p * self.jac.element_size()
@@ -76,6 +84,16 @@ class LinearFactor:
             self.kind,
             self.n_in,
         )
+
+    def allocate(self, n: int) -> LinearFactor:
+        """An uninitialized factor like this one for ``n`` samples (filled by :meth:`assign`)."""
+        c, _, t, o = self.grads.shape
+        inputs = self.inputs.new_empty((n, *self.inputs.shape[1:]))
+        return LinearFactor(self.grads.new_empty((c, n, t, o)), inputs, self.kind, self.n_in)
+
+    def assign(self, rows: slice, part: LinearFactor) -> None:
+        self.grads[:, rows] = part.grads
+        self.inputs[rows] = part.inputs
 
     def input_gram(self, other: LinearFactor) -> torch.Tensor:
         """``A[a, b, t, s] = u[a, t] . u'[b, s]`` of shape (n, m, T, S)."""

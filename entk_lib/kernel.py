@@ -36,7 +36,7 @@ from ._collapse import (
     public_view,
     transpose_block,
 )
-from ._factors import Factor, JacobianFactor, cat_factors, contract_factors
+from ._factors import Factor, contract_factors
 from ._plan import KernelPlan, check_inputs, factor_bytes_per_sample, make_plan
 
 __all__ = [
@@ -242,10 +242,10 @@ def _kernels_of_plan(plan, inputs, inputs2, collapse, budget, progress, by):
             "Lanczos), entk_lowrank(...) when P < C*N, or raise `memory_budget`."
         )
     pilot = plan.factors(inputs[: min(2, n)])
-    per_sample = max(1, factor_bytes_per_sample(pilot) // min(2, n))
+    per_sample = max(1, factor_bytes_per_sample(pilot))  # bytes of all factors of one input
     out = {g: torch.zeros(shape, dtype=plan.dtype) for g in groups}
     free = budget - result_bytes
-    if (n + (0 if inputs2 is None else m)) * per_sample * 2 <= free:
+    if (n + (0 if inputs2 is None else m)) * per_sample <= free * 3 // 4:
         _all_at_once(plan, inputs, inputs2, collapse, groups, out, free, per_sample, progress)
     else:
         _chunk_pairs(plan, inputs, inputs2, collapse, groups, out, free, per_sample, progress)
@@ -260,31 +260,41 @@ def _prod(shape) -> int:
 
 
 def _factors_in_chunks(plan, x, chunk, progress, label) -> dict[str, Factor]:
-    parts = []
-    starts = range(0, x.shape[0], chunk)
+    """Factors of all of ``x``, computed ``chunk`` inputs at a time into preallocated storage."""
+    n = x.shape[0]
+    out: dict[str, Factor] = {}
+    starts = range(0, n, chunk)
     for s in tqdm(starts, desc=label, disable=not progress or len(starts) == 1, leave=False):
-        parts.append(plan.factors(x[s : s + chunk]))
-    return {name: cat_factors([p[name] for p in parts]) for name in parts[0]}
+        rows = slice(s, min(s + chunk, n))
+        part = plan.factors(x[rows])
+        for name, factor in part.items():
+            if name not in out:
+                out[name] = factor.allocate(n)
+            out[name].assign(rows, factor)
+    return out
 
 
 def _group_contraction(fa, fb, names, collapse) -> torch.Tensor:
-    """Sum of the contractions of one group's parameters (Jacobian factors concatenated)."""
-    jac_names = [k for k in names if isinstance(fa[k], JacobianFactor)]
+    """Sum of the contractions of one group's parameters (each parameter's factors on its own,
+    so no concatenated copy of the Jacobian is made)."""
     total = None
-    if jac_names:
-        ja = torch.cat([fa[k].jac for k in jac_names], dim=2)
-        jb = ja if fa is fb else torch.cat([fb[k].jac for k in jac_names], dim=2)
-        total = contract_factors(JacobianFactor(ja), JacobianFactor(jb), collapse)
     for k in names:
-        if k not in jac_names:
-            term = contract_factors(fa[k], fb[k], collapse)
-            total = term if total is None else total + term
+        term = contract_factors(fa[k], fb[k], collapse)
+        total = term if total is None else total + term
     return total
 
 
-def _chunk_size(free, per_sample, factor=8) -> int:
-    """Inputs per chunk so that the Jacobian work of one chunk stays well inside ``free`` bytes."""
-    return max(1, int(free // (factor * per_sample)))
+#: Working memory of one chunk's Jacobian computation, in units of its stored factor size
+#: (``vmap(jacrev)`` keeps per-output activations and a transposed copy).
+_TRANSIENT = 6
+
+
+def _chunk_size(free, per_sample, stored_chunks=0) -> int:
+    """Inputs per chunk so that ``stored_chunks`` stored chunk factors plus one chunk's
+    transient work use at most a quarter (all-at-once) or all (block pairs) of ``free``."""
+    if stored_chunks == 0:
+        return max(1, int(free // (4 * _TRANSIENT * per_sample)))
+    return max(1, int(free // ((stored_chunks + _TRANSIENT) * per_sample)))
 
 
 def _all_at_once(plan, x1, x2, collapse, groups, out, free, per_sample, progress):
@@ -297,7 +307,7 @@ def _all_at_once(plan, x1, x2, collapse, groups, out, free, per_sample, progress
 
 def _chunk_pairs(plan, x1, x2, collapse, groups, out, free, per_sample, progress):
     """Blocks (rows, cols) of inputs; factors recomputed per block when they cannot all be kept."""
-    chunk = max(1, _chunk_size(free, per_sample, factor=4))
+    chunk = _chunk_size(free, per_sample, stored_chunks=2)
     n = x1.shape[0]
     m = n if x2 is None else x2.shape[0]
     rows = [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]

@@ -250,7 +250,7 @@ def entk_operator(
         # sum_logits needs only the Jacobian of the summed outputs: C times smaller factors
         plan.sum_outputs = collapse == "sum_logits"
         pilot = plan.factors(inputs[: min(2, n)])
-        need = factor_bytes_per_sample(pilot) * n // min(2, n)
+        need = factor_bytes_per_sample(pilot) * n
         if backend == "factored" or need <= budget // 2:
             parts = [plan.factors(inputs[s : s + chunk_size]) for s in range(0, n, chunk_size)]
             factors = {k: cat_factors([p[k] for p in parts]) for k in parts[0]}

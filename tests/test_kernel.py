@@ -143,11 +143,13 @@ def test_chunked_blocks_equal_all_at_once(tiny_seq):
     ids = torch.randint(0, 7, (23, 3), generator=torch.Generator().manual_seed(5))
     for collapse in ("flattened", "per_class", "class_mean"):
         big = entk(model, ids, collapse=collapse)
-        # a budget that holds the kernel but forces chunks of ~6 inputs and the block-pair path
-        budget = big.numel() * 8 + 60_000
-        torch.testing.assert_close(entk(model, ids, collapse=collapse, memory_budget=budget), big)
-        cross = entk(model, ids[:9], ids[9:], collapse=collapse, memory_budget=budget)
-        torch.testing.assert_close(cross, entk(model, ids[:9], ids[9:], collapse=collapse))
+        # budgets that hold the kernel but force chunks of two inputs (all factors kept), and the
+        # block-pair path with chunks of two inputs (factors ~2.8 kB per input)
+        for extra in (150_000, 60_000):
+            budget = big.numel() * 8 + extra
+            torch.testing.assert_close(entk(model, ids, collapse=collapse, memory_budget=budget), big)
+            cross = entk(model, ids[:9], ids[9:], collapse=collapse, memory_budget=budget)
+            torch.testing.assert_close(cross, entk(model, ids[:9], ids[9:], collapse=collapse))
 
 
 def test_padding_row_is_excluded_like_in_training():
