@@ -1,6 +1,7 @@
 """entk_lib: the empirical neural tangent kernel of any ``torch.nn.Module``, its spectra, and
 the tools to match its eigenvectors to features (the library behind the entk-book)."""
 
+from .auto import Route, choose_route, entk_eigenpairs
 from .kernel import (
     COLLAPSES,
     KernelTooLargeError,
@@ -22,9 +23,12 @@ __all__ = [
     "EntkOperator",
     "KernelTooLargeError",
     "LowRankKernel",
+    "Route",
+    "choose_route",
     "cliff_ratios",
     "entk",
     "entk_by_layer",
+    "entk_eigenpairs",
     "entk_jacobian",
     "entk_lowrank",
     "entk_operator",

@@ -23,9 +23,6 @@ import torch
 
 COLLAPSES = ("full", "flattened", "per_class", "class_mean", "sum_logits")
 
-#: Entries of the (classes, n, m) temporary when summing per-class blocks for ``class_mean``.
-_CLASS_BLOCK_ENTRIES = 2**25
-
 _SAMPLE_AXES = {
     "full": (0, 1),
     "flattened": (1, 3),
@@ -81,26 +78,26 @@ def contract(jac_a: torch.Tensor, jac_b: torch.Tensor, collapse: str) -> torch.T
         return flat.permute(1, 3, 0, 2) if collapse == "full" else flat
     if collapse == "per_class":
         return torch.bmm(jac_a, jac_b.transpose(1, 2))
-    if collapse == "class_mean":  # sum over classes of J_i J_i^T, in blocks of classes (no copy of J)
-        block = max(1, min(c, _CLASS_BLOCK_ENTRIES // max(1, n * m)))
-        total = torch.zeros((n, m), dtype=jac_a.dtype)
-        for s in range(0, c, block):
-            total += torch.bmm(jac_a[s : s + block], jac_b[s : s + block].transpose(1, 2)).sum(0)
-        return total / c
+    if collapse == "class_mean":  # sum over classes of J_i J_i^T, accumulated in place (no temporaries)
+        total = jac_a.new_zeros((n, m))
+        for i in range(c):
+            total.addmm_(jac_a[i], jac_b[i].T)
+        return total.div_(c)
     if collapse == "sum_logits":
-        return (jac_a.sum(0) @ jac_b.sum(0).T) / c
+        return (jac_a.sum(0) @ jac_b.sum(0).T).div_(c)
     raise ValueError(f"unknown collapse {collapse!r}")
 
 
 def sample_mask(kernel: torch.Tensor, mask: torch.Tensor, collapse: str) -> torch.Tensor:
-    """Multiply a canonical kernel block entrywise by an (n, m) matrix over input pairs."""
+    """Multiply a canonical kernel block entrywise by an (n, m) matrix over input pairs, in place
+    (``kernel`` must be a fresh block, as :func:`contract` returns)."""
     if collapse == "full":
-        return kernel * mask[:, :, None, None]
+        return kernel.mul_(mask[:, :, None, None])
     if collapse == "flattened":
-        return kernel * mask[None, :, None, :]
+        return kernel.mul_(mask[None, :, None, :])
     if collapse == "per_class":
-        return kernel * mask[None]
-    return kernel * mask
+        return kernel.mul_(mask[None])
+    return kernel.mul_(mask)
 
 
 def block_index(collapse: str, rows: slice, cols: slice) -> tuple:

@@ -39,8 +39,9 @@ class JacobianFactor:
     def explicit(self) -> torch.Tensor:
         return self.jac
 
-    def cat(self, other: JacobianFactor) -> JacobianFactor:
-        return JacobianFactor(torch.cat([self.jac, other.jac], dim=1))
+    def rows(self, rows: slice) -> JacobianFactor:
+        """The factor of the inputs ``rows`` (a view, no copy)."""
+        return JacobianFactor(self.jac[:, rows])
 
     def allocate(self, n: int) -> JacobianFactor:
         """An uninitialized factor like this one for ``n`` samples (filled by :meth:`assign`)."""
@@ -77,13 +78,9 @@ class LinearFactor:
     def n(self) -> int:
         return self.grads.shape[1]
 
-    def cat(self, other: LinearFactor) -> LinearFactor:
-        return LinearFactor(
-            torch.cat([self.grads, other.grads], dim=1),
-            torch.cat([self.inputs, other.inputs], dim=0),
-            self.kind,
-            self.n_in,
-        )
+    def rows(self, rows: slice) -> LinearFactor:
+        """The factor of the inputs ``rows`` (views, no copy)."""
+        return LinearFactor(self.grads[:, rows], self.inputs[rows], self.kind, self.n_in)
 
     def allocate(self, n: int) -> LinearFactor:
         """An uninitialized factor like this one for ``n`` samples (filled by :meth:`assign`)."""
@@ -95,11 +92,11 @@ class LinearFactor:
         self.grads[:, rows] = part.grads
         self.inputs[rows] = part.inputs
 
-    def input_gram(self, other: LinearFactor) -> torch.Tensor:
-        """``A[a, b, t, s] = u[a, t] . u'[b, s]`` of shape (n, m, T, S)."""
+    def input_gram(self, other: LinearFactor, t: int, s: int) -> torch.Tensor:
+        """``A[a, b] = u[a, t] . u'[b, s]`` of shape (n, m) for positions ``t`` and ``s``."""
         if self.kind == "embedding":
-            return (self.inputs[:, None, :, None] == other.inputs[None, :, None, :]).to(self.grads.dtype)
-        return torch.einsum("atk,bsk->abts", self.inputs, other.inputs)
+            return (self.inputs[:, t, None] == other.inputs[None, :, s]).to(self.grads.dtype)
+        return self.inputs[:, t] @ other.inputs[:, s].T
 
     def explicit(self) -> torch.Tensor:
         """The Jacobian (C, n, out*in), parameters in ``weight.flatten()`` order."""
@@ -119,9 +116,12 @@ Factor = JacobianFactor | LinearFactor
 
 
 def cat_factors(factors: list[Factor]) -> Factor:
-    out = factors[0]
-    for f in factors[1:]:
-        out = out.cat(f)
+    """Factors of consecutive input chunks joined along the inputs (one copy, into new storage)."""
+    out = factors[0].allocate(sum(f.n for f in factors))
+    start = 0
+    for f in factors:
+        out.assign(slice(start, start + f.n), f)
+        start += f.n
     return out
 
 
@@ -129,15 +129,14 @@ def contract_factors(fa: Factor, fb: Factor, collapse: str) -> torch.Tensor:
     """Canonical kernel block ``J_a J_b^T`` for two factors of the same parameter."""
     if isinstance(fa, JacobianFactor):
         return contract(fa.jac, fb.jac, collapse)
-    if _structured_is_cheaper(fa, fb, collapse):
-        gram = fa.input_gram(fb)
-        t_len, s_len = fa.grads.shape[2], fb.grads.shape[2]
+    if _structured_is_cheaper(fa, fb, collapse):  # sum over positions of (G_t G_s^T) * (U_t U_s^T)
         total = None
-        for t in range(t_len):
-            for s in range(s_len):
+        for t in range(fa.grads.shape[2]):
+            for s in range(fb.grads.shape[2]):
                 term = sample_mask(contract(fa.grads[:, :, t], fb.grads[:, :, s], collapse),
-                                   gram[:, :, t, s], collapse)
-                total = term if total is None else total + term
+                                   fa.input_gram(fb, t, s), collapse)
+                total = term if total is None else total.add_(term)
+                del term
         return total
     return contract(fa.explicit(), fb.explicit(), collapse)
 
@@ -260,7 +259,7 @@ def _assemble_linear_factor(module, inputs_per_call, grads_per_call, n) -> Linea
     g_list, u_list = [], []
     for u, g in zip(inputs_per_call, grads_per_call, strict=True):
         if g is None:
-            g = torch.zeros((c, *u.shape[:-1], module.weight.shape[0]), dtype=module.weight.dtype)
+            g = module.weight.new_zeros((c, *u.shape[:-1], module.weight.shape[0]))
         if isinstance(module, nn.Embedding):
             u = u.reshape(n, -1)
             g = g.reshape(g.shape[0], n, -1, g.shape[-1])

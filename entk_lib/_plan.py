@@ -49,6 +49,8 @@ class KernelPlan:
     output_weights: torch.Tensor | None = None
     #: factors of the (weighted) sum of the outputs only (C = 1): all that ``sum_logits`` needs
     sum_outputs: bool = False
+    #: where the parameters (and so the factors and kernels) live
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def describe(self) -> str:
         lines = [f"{'parameter':<40} {'numel':>10}  backend"]
@@ -150,10 +152,10 @@ def check_inputs(model: nn.Module, inputs: torch.Tensor, name: str = "inputs") -
     return out.shape[1]
 
 
-def check_output_weights(weights, n_outputs: int, dtype: torch.dtype) -> torch.Tensor | None:
+def check_output_weights(weights, n_outputs: int, dtype: torch.dtype, device=None) -> torch.Tensor | None:
     if weights is None:
         return None
-    w = torch.as_tensor(weights, dtype=dtype).flatten()
+    w = torch.as_tensor(weights, dtype=dtype, device=device).flatten()
     if w.numel() != n_outputs or not torch.isfinite(w).all():
         raise ValueError(
             f"`output_weights` must be {n_outputs} finite numbers (one per output), "
@@ -176,7 +178,7 @@ def make_plan(
     names = select_parameters(model, layers)
     named = dict(model.named_parameters())
     dtype = named[names[0]].dtype
-    weights = check_output_weights(output_weights, n_outputs, dtype)
+    weights = check_output_weights(output_weights, n_outputs, dtype, named[names[0]].device)
     owner = {n: n.rpartition(".")[0] for n in names}
     structured = {}
     if backend == "auto":
@@ -185,7 +187,7 @@ def make_plan(
         n: ParamInfo(n, owner[n], named[n].numel(), "structured" if owner[n] in structured else "jacobian")
         for n in names
     }
-    plan = KernelPlan(model, infos, n_outputs, dtype, structured, weights)
+    plan = KernelPlan(model, infos, n_outputs, dtype, structured, weights, device=named[names[0]].device)
     if structured:
         _verify_structured(plan, inputs[: min(2, inputs.shape[0])])
     logger.debug("eNTK plan:\n%s", plan.describe())

@@ -243,7 +243,7 @@ def _kernels_of_plan(plan, inputs, inputs2, collapse, budget, progress, by):
         )
     pilot = plan.factors(inputs[: min(2, n)])
     per_sample = max(1, factor_bytes_per_sample(pilot))  # bytes of all factors of one input
-    out = {g: torch.zeros(shape, dtype=plan.dtype) for g in groups}
+    out = {g: torch.zeros(shape, dtype=plan.dtype, device=plan.device) for g in groups}
     free = budget - result_bytes
     if (n + (0 if inputs2 is None else m)) * per_sample <= free * 3 // 4:
         _all_at_once(plan, inputs, inputs2, collapse, groups, out, free, per_sample, progress)
@@ -274,19 +274,23 @@ def _factors_in_chunks(plan, x, chunk, progress, label) -> dict[str, Factor]:
     return out
 
 
-def _group_contraction(fa, fb, names, collapse) -> torch.Tensor:
-    """Sum of the contractions of one group's parameters (each parameter's factors on its own,
-    so no concatenated copy of the Jacobian is made)."""
-    total = None
+def _add_group_contraction(target, fa, fb, names, collapse) -> None:
+    """``target += `` the kernel block of one group's parameters, each parameter's factors
+    contracted on their own (no concatenated copy of the Jacobian), one term alive at a time."""
     for k in names:
         term = contract_factors(fa[k], fb[k], collapse)
-        total = term if total is None else total + term
-    return total
+        target += term
+        del term
 
 
 #: Working memory of one chunk's Jacobian computation, in units of its stored factor size
 #: (``vmap(jacrev)`` keeps per-output activations and a transposed copy).
 _TRANSIENT = 6
+
+#: Live kernel-block temporaries per contracted block, in units of the block's size: one term
+#: of :func:`contract_factors`, and inside it the running sum over positions and one input Gram
+#: matrix.
+_BLOCK_TEMPORARIES = 3
 
 
 def _chunk_size(free, per_sample, stored_chunks=0) -> int:
@@ -297,12 +301,26 @@ def _chunk_size(free, per_sample, stored_chunks=0) -> int:
     return max(1, int(free // ((stored_chunks + _TRANSIENT) * per_sample)))
 
 
+def _rows_per_block(free, row_bytes, factor_bytes) -> int:
+    """Kernel rows (inputs) contracted at once so that the block temporaries and a contiguous
+    copy of those rows' factors fit in ``free``."""
+    return max(1, int(free // max(1, _BLOCK_TEMPORARIES * row_bytes + factor_bytes)))
+
+
 def _all_at_once(plan, x1, x2, collapse, groups, out, free, per_sample, progress):
+    """Factors of all inputs kept; the kernel contracted in blocks of rows, accumulated in place."""
     chunk = _chunk_size(free, per_sample)
     fa = _factors_in_chunks(plan, x1, chunk, progress, "eNTK factors")
     fb = fa if x2 is None else _factors_in_chunks(plan, x2, chunk, progress, "eNTK factors (x2)")
+    n = x1.shape[0]
+    stored = (n + (0 if x2 is None else x2.shape[0])) * per_sample
+    one = next(iter(out.values()))
+    rows = _rows_per_block(free - stored, one.element_size() * one.numel() // n, per_sample)
     for g, names in groups.items():
-        out[g] += _group_contraction(fa, fb, names, collapse)
+        for s in range(0, n, rows):
+            r = slice(s, min(s + rows, n))
+            part = {k: fa[k].rows(r) for k in names}
+            _add_group_contraction(out[g][block_index(collapse, r, slice(None))], part, fb, names, collapse)
 
 
 def _chunk_pairs(plan, x1, x2, collapse, groups, out, free, per_sample, progress):
@@ -317,7 +335,7 @@ def _chunk_pairs(plan, x1, x2, collapse, groups, out, free, per_sample, progress
         fa = plan.factors(x1[r])
         fb = fa if (x2 is None and r == c) else plan.factors((x1 if x2 is None else x2)[c])
         for g, names in groups.items():
-            block = _group_contraction(fa, fb, names, collapse)
-            out[g][block_index(collapse, r, c)] += block
+            block = out[g][block_index(collapse, r, c)]
+            _add_group_contraction(block, fa, fb, names, collapse)
             if x2 is None and r != c:
-                out[g][block_index(collapse, c, r)] += transpose_block(block, collapse)
+                out[g][block_index(collapse, c, r)] = transpose_block(block, collapse)

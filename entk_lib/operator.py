@@ -44,12 +44,13 @@ class EntkOperator(LinearOperator):
     """
 
     def __init__(self, n_inputs: int, n_outputs: int, collapse: str, torch_dtype: torch.dtype,
-                 scale: float = 1.0):
+                 scale: float = 1.0, device: torch.device | str = "cpu"):
         self.collapse = collapse
         self.scale = scale
         self.n_inputs = n_inputs
         self.n_outputs = n_outputs
         self.torch_dtype = torch_dtype
+        self.device = device
         self.n_products = 0
         size = n_inputs * n_outputs if collapse == "flattened" else n_inputs
         super().__init__(dtype=np.dtype(str(torch_dtype).replace("torch.", "")), shape=(size, size))
@@ -59,7 +60,7 @@ class EntkOperator(LinearOperator):
         raise NotImplementedError
 
     def _matmat(self, v):
-        v_t = torch.as_tensor(np.asarray(v), dtype=self.torch_dtype)
+        v_t = torch.as_tensor(np.asarray(v), dtype=self.torch_dtype, device=self.device)
         n, c, k = self.n_inputs, self.n_outputs, v_t.shape[1]
         self.n_products += k
         if self.collapse == "flattened":
@@ -68,12 +69,18 @@ class EntkOperator(LinearOperator):
         elif self.collapse == "sum_logits":
             cot = v_t.T[:, :, None].expand(k, n, c)
             result = self.apply_cotangents(cot).sum(2).T / c
-        else:  # class_mean: (1/C) sum_i J_i J_i^T v, one cotangent per (class, vector)
-            eye = torch.eye(c, dtype=self.torch_dtype)
-            cot = (eye[:, None, None, :] * v_t.T[None, :, :, None]).reshape(c * k, n, c)
-            out = self.apply_cotangents(cot).reshape(c, k, n, c)
-            result = torch.diagonal(out, dim1=0, dim2=3).sum(-1).T / c
-        return (result * self.scale if self.scale != 1.0 else result).detach().numpy()
+        else:  # class_mean: (1/C) sum_i J_i J_i^T v
+            result = self.apply_class_mean(v_t) / c
+        return (result * self.scale if self.scale != 1.0 else result).detach().cpu().numpy()
+
+    def apply_class_mean(self, v: torch.Tensor) -> torch.Tensor:
+        """``sum_i J_i J_i^T v`` for v of shape (N, k), one cotangent per (class, vector); the
+        factored backend overrides this with a per-class product that costs C times less."""
+        n, c, k = self.n_inputs, self.n_outputs, v.shape[1]
+        eye = torch.eye(c, dtype=self.torch_dtype, device=v.device)
+        cot = (eye[:, None, None, :] * v.T[None, :, :, None]).reshape(c * k, n, c)
+        out = self.apply_cotangents(cot).reshape(c, k, n, c)
+        return torch.diagonal(out, dim1=0, dim2=3).sum(-1).T
 
     def _matvec(self, v):
         return self._matmat(np.asarray(v).reshape(-1, 1))[:, 0]
@@ -105,8 +112,8 @@ class VjpOperator(EntkOperator):
         self.params = {k: state[k].detach() for k in names}
         self.fixed = {k: v.detach() for k, v in state.items() if k not in self.params}
         self._closures: list | None = None
-        dtype = next(iter(self.params.values())).dtype
-        super().__init__(inputs.shape[0], n_outputs, collapse, dtype)
+        first = next(iter(self.params.values()))
+        super().__init__(inputs.shape[0], n_outputs, collapse, first.dtype, device=first.device)
 
     def _f(self, params, x):
         out = functional_call(self.model, ({**self.fixed, **params},), (x,))
@@ -172,7 +179,7 @@ class FactoredOperator(EntkOperator):
         self.column_block = column_block
         first = next(iter(factors.values()))
         tensor = first.jac if isinstance(first, JacobianFactor) else first.grads
-        super().__init__(first.n, n_outputs, collapse, tensor.dtype, scale)
+        super().__init__(first.n, n_outputs, collapse, tensor.dtype, scale, tensor.device)
 
     def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(cot)
@@ -192,6 +199,21 @@ class FactoredOperator(EntkOperator):
             total += _linear_product(f, v)
         return total
 
+    def apply_class_mean(self, v: torch.Tensor) -> torch.Tensor:
+        """``sum_i J_i J_i^T v`` for v (N, k), class by class: C times cheaper than pushing a
+        cotangent per (class, vector) through :meth:`apply_cotangents`."""
+        out = torch.empty_like(v)
+        for s in range(0, v.shape[1], self.column_block):
+            block = v[:, s : s + self.column_block]
+            total = torch.zeros_like(block)
+            if self.jacobian is not None:
+                for jac in self.jacobian:  # (N, P) per class
+                    total += jac @ (jac.T @ block)
+            for f in self.linear:
+                total += _linear_class_mean_product(f, block)
+            out[:, s : s + self.column_block] = total
+        return out
+
 
 def _linear_product(f: LinearFactor, v: torch.Tensor) -> torch.Tensor:
     """``J J^T v`` for one Linear/Embedding weight from its factors; v (C, N, b) -> (C, N, b).
@@ -203,15 +225,30 @@ def _linear_product(f: LinearFactor, v: torch.Tensor) -> torch.Tensor:
     b = v.shape[2]
     g = f.grads.permute(1, 2, 3, 0).reshape(n, t * o, c)  # (N, T*O, C)
     z = torch.bmm(g, v.permute(1, 0, 2)).reshape(n * t, o * b)  # (N*T, O*b)
+    y = _through_inputs(f, z).reshape(n, t * o, b)
+    return torch.bmm(g.transpose(1, 2), y).permute(1, 0, 2)  # (C, N, b)
+
+
+def _through_inputs(f: LinearFactor, z: torch.Tensor) -> torch.Tensor:
+    """``U (U^T z)`` for z of shape (N*T, O*b): pull back to the weight, push forward again."""
     if f.kind == "embedding":
         idx = f.inputs.reshape(-1)
-        w_grad = torch.zeros(f.n_in, o * b, dtype=z.dtype).index_add_(0, idx, z)
-        y = w_grad[idx]
-    else:
-        u = f.inputs.reshape(n * t, -1)
-        y = u @ (u.T @ z)
-    y = y.reshape(n, t * o, b)
-    return torch.bmm(g.transpose(1, 2), y).permute(1, 0, 2)  # (C, N, b)
+        w_grad = z.new_zeros((f.n_in, z.shape[1])).index_add_(0, idx, z)
+        return w_grad[idx]
+    u = f.inputs.reshape(z.shape[0], -1)
+    return u @ (u.T @ z)
+
+
+def _linear_class_mean_product(f: LinearFactor, v: torch.Tensor) -> torch.Tensor:
+    """``sum_i J_i J_i^T v`` for one Linear/Embedding weight, v (N, b) -> (N, b), class by class."""
+    c, n, t, o = f.grads.shape
+    b = v.shape[1]
+    total = torch.zeros_like(v)
+    for g in f.grads:  # (N, T, O) for one class
+        z = (g[..., None] * v[:, None, None, :]).reshape(n * t, o * b)
+        y = _through_inputs(f, z).reshape(n, t, o, b)
+        total += torch.einsum("nto,ntob->nb", g, y)
+    return total
 
 
 def entk_operator(
@@ -259,8 +296,8 @@ def entk_operator(
             return FactoredOperator(factors, plan.n_outputs, collapse, column_block)
     n_outputs = check_inputs(model, inputs)
     names = select_parameters(model, layers)
-    dtype = dict(model.named_parameters())[names[0]].dtype
-    weights = check_output_weights(output_weights, n_outputs, dtype)
+    first = dict(model.named_parameters())[names[0]]
+    weights = check_output_weights(output_weights, n_outputs, first.dtype, first.device)
     if reuse_forward is None:
         reuse_forward = _activation_bytes(model, inputs[: min(2, n)]) * n // min(2, n) <= budget // 2
     return VjpOperator(model, inputs, collapse, names, n_outputs, weights, chunk_size, reuse_forward)

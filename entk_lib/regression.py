@@ -70,6 +70,9 @@ def kernel_regression(
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] not in (n, n * c):
         raise ValueError(f"`k_train` must be ({n}, {n}) or ({n * c}, {n * c}), got {k.shape}")
     ridge = check_real("ridge", ridge, low=0.0)
+    if steps is not None and ridge > 0:
+        raise ValueError("`ridge` and `steps` exclude each other: finite-time gradient descent "
+                         "(steps) already regularizes; pass ridge=0 with steps, or steps=None")
     f0 = np.zeros_like(y2) if f0_train is None else _np(f0_train).reshape(y2.shape)
     resid = _vec(y2 - f0, flattened)
     lam, vec = np.linalg.eigh(0.5 * (k + k.T))
@@ -80,7 +83,12 @@ def kernel_regression(
         kx, base = k, f0
     else:
         kx = _np(k_test_train)
-        m = kx.shape[0] // (c if flattened else 1)
+        per = c if flattened else 1
+        if kx.ndim != 2 or kx.shape[1] != k.shape[0] or kx.shape[0] % per:
+            raise ValueError(f"`k_test_train` must be (M, {k.shape[0]})"
+                             + (f" with M a multiple of C = {c}" if flattened else "")
+                             + f", got {kx.shape}")
+        m = kx.shape[0] // per
         base = np.zeros((m, c)) if f0_test is None else _np(f0_test).reshape(m, c)
     pred = base + _unvec(kx @ alpha, flattened, c)
     return pred[:, 0] if squeeze else pred

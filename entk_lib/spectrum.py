@@ -105,17 +105,39 @@ def _dense_top(kernel, k):
         raise ValueError(f"`kernel` must be a square matrix, got shape {mat.shape}")
     n = mat.shape[0]
     k = _check_k(k, n)
-    scale = np.abs(mat).max() if mat.size else 0.0
-    if not np.allclose(mat, mat.T, rtol=0, atol=1e-5 * scale + 1e-30):
-        raise ValueError("`kernel` must be symmetric (got an asymmetric matrix)")
+    _check_symmetric(mat)
     if n <= _TORCH_EIGH_MAX:
         # torch's LAPACK follows torch.set_num_threads (SciPy's runs on its own BLAS pool, which
         # can be many times slower on a busy machine); float64 for every input dtype
         values, vectors = torch.linalg.eigh(torch.from_numpy(0.5 * (mat + mat.T)).double())
         return values[n - k :].numpy(), vectors[:, n - k :].numpy()
-    mat = 0.5 * (mat + mat.T)
-    values, vectors = scipy.linalg.eigh(mat, subset_by_index=[n - k, n - 1])
-    return values, vectors
+    if k <= n // _KRYLOV_FRACTION:
+        # a few (n, k) blocks instead of LAPACK's n x n working copy, and far fewer flops
+        dtype = np.float32 if mat.dtype == np.float32 else np.float64
+        return block_krylov_eigsh(lambda v: mat @ v, n, k, block_size=max(16, min(256, k // 4)),
+                                  tol=_default_tol(dtype), dtype=dtype)
+    work = np.array(mat, dtype=np.float64 if mat.dtype != np.float32 else np.float32)
+    for s in range(0, n, _ROW_BLOCK):  # symmetrize in place, block by block
+        rows = slice(s, min(s + _ROW_BLOCK, n))
+        work[rows, s:] = 0.5 * (work[rows, s:] + work[s:, rows].T)
+        work[s:, rows] = work[rows, s:].T
+    return scipy.linalg.eigh(work, subset_by_index=[n - k, n - 1], overwrite_a=True)
+
+
+#: Above ``_TORCH_EIGH_MAX``, top-k of a dense kernel by block Krylov when k <= n / this.
+_KRYLOV_FRACTION = 8
+_ROW_BLOCK = 1024
+
+
+def _check_symmetric(mat: np.ndarray, rtol: float = 1e-5) -> None:
+    """Raise unless ``mat`` is symmetric to ``rtol`` of its largest entry (checked in row blocks,
+    so no n x n temporary is made)."""
+    n = mat.shape[0]
+    blocks = [slice(s, min(s + _ROW_BLOCK, n)) for s in range(0, n, _ROW_BLOCK)]
+    scale = max((float(np.abs(mat[r]).max()) for r in blocks), default=0.0)
+    for r in blocks:
+        if np.abs(mat[r] - mat[:, r].T).max(initial=0.0) > rtol * scale + 1e-30:
+            raise ValueError("`kernel` must be symmetric (got an asymmetric matrix)")
 
 
 def _lowrank_top(kernel: LowRankKernel, k):
@@ -131,8 +153,15 @@ def _lowrank_top(kernel: LowRankKernel, k):
     gram = factor.T @ factor
     values, small = scipy.linalg.eigh(gram, subset_by_index=[r - k, r - 1])
     values = np.clip(values, 0.0, None)
-    norms = np.sqrt(np.where(values > 0, values, 1.0))
-    vectors = factor @ small / norms
+    null = values <= 1e-12 * max(values.max(initial=0.0), np.finfo(float).tiny)
+    vectors = factor @ small[:, ~null] / np.sqrt(values[~null])
+    if null.any():  # k above the numerical rank: any orthonormal vectors of the null space
+        rng = np.random.default_rng(0)
+        extra = rng.standard_normal((n, int(null.sum())))
+        extra -= vectors @ (vectors.T @ extra)
+        extra = np.linalg.qr(extra)[0]
+        vectors = np.hstack([extra, vectors])  # values ascending: the zeros come first
+        values = np.concatenate([np.zeros(extra.shape[1]), values[~null]])
     return values, vectors
 
 

@@ -168,3 +168,69 @@ def test_find_cliffs_validates_threshold():
 def test_public_api_is_importable():
     for name in entk_lib.__all__:
         assert hasattr(entk_lib, name)
+
+
+def test_large_dense_kernel_uses_block_krylov_and_agrees_with_lapack(monkeypatch):
+    """Above the full-eigh size, top-k of a dense matrix runs block Krylov on BLAS products."""
+    from entk_lib import spectrum
+
+    rng = np.random.default_rng(3)
+    n, k = 600, 30
+    q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    lam = np.sort(rng.uniform(0, 1, n))[::-1] * np.r_[np.full(10, 50.0), np.ones(n - 10)]
+    mat = (q * lam) @ q.T
+    monkeypatch.setattr(spectrum, "_TORCH_EIGH_MAX", 100)
+    calls = []
+    real = spectrum.block_krylov_eigsh
+    monkeypatch.setattr(spectrum, "block_krylov_eigsh", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    values, vectors = entk_lib.top_eigenpairs(mat, k)
+    assert calls, "the Krylov route was not taken"
+    np.testing.assert_allclose(values, np.sort(lam)[::-1][:k], rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(vectors * (mat @ vectors), 0)), values, rtol=1e-9)
+    # many eigenpairs: LAPACK on one symmetrized working copy, same answer
+    values_all, _ = entk_lib.top_eigenpairs(mat, 200)
+    np.testing.assert_allclose(values_all, np.sort(lam)[::-1][:200], rtol=1e-9)
+    bad = mat.copy()
+    bad[5, 400] += 1.0
+    with pytest.raises(ValueError, match="symmetric"):
+        entk_lib.top_eigenpairs(bad, k)
+
+
+def test_lowrank_route_beyond_the_rank_returns_orthonormal_null_vectors():
+    rng = np.random.default_rng(0)
+    factor = torch.from_numpy(rng.standard_normal((40, 3)))
+    lowrank = entk_lib.LowRankKernel(factor, "flattened")
+    values, vectors = entk_lib.top_eigenpairs(lowrank, 3)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(3), atol=1e-12)
+    # a rank-2 factor asked for 3 pairs: the third is a unit vector of the null space
+    factor2 = factor.clone()
+    factor2[:, 2] = factor2[:, 0] + factor2[:, 1]
+    values, vectors = entk_lib.top_eigenpairs(entk_lib.LowRankKernel(factor2, "flattened"), 3)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(3), atol=1e-10)
+    assert values[2] == 0.0
+    np.testing.assert_allclose((factor2 @ factor2.T).numpy() @ vectors, vectors * values, atol=1e-9)
+
+
+def test_entk_eigenpairs_picks_a_route_by_size_and_all_routes_agree(small_mlp, capsys):
+    """Dense when the kernel fits, low-rank when P < n, matrix-free otherwise; same eigenpairs."""
+    model, x = small_mlp  # N = 5, C = 4, P = 83: flattened n = 20 < P; class_mean width C*P
+    dense = entk_lib.top_eigenpairs(entk_lib.entk(model, x, collapse="flattened"), 6)
+    routes = {}
+    for budget in (2**30, 400):  # dense fits / nothing fits
+        route = entk_lib.choose_route(model, x, collapse="flattened", memory_budget=budget)
+        got = entk_lib.entk_eigenpairs(model, x, 6, collapse="flattened", memory_budget=budget,
+                                       verbose=True)
+        routes[route.kind] = got
+        np.testing.assert_allclose(got.values, dense.values, rtol=1e-8)
+        np.testing.assert_allclose(np.abs(got.vectors.T @ dense.vectors), np.eye(6), atol=1e-6)
+    assert set(routes) == {"dense", "operator"}
+    assert "entk_eigenpairs: dense: the kernel takes" in capsys.readouterr().out
+    # many samples, few parameters: the Gram route
+    wide = torch.randn(60, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    route = entk_lib.choose_route(model, wide, collapse="flattened")
+    assert route.kind == "lowrank" and "rank <= 83" in route.reason
+    low = entk_lib.entk_eigenpairs(model, wide, 10, collapse="flattened")
+    ref = entk_lib.top_eigenpairs(entk_lib.entk(model, wide, collapse="flattened"), 10)
+    np.testing.assert_allclose(low.values, ref.values, rtol=1e-8)
+    with pytest.raises(ValueError, match="`collapse` must be one of"):
+        entk_lib.choose_route(model, x, collapse="per_class")

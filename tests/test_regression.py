@@ -97,3 +97,16 @@ def test_metrics():
     assert kernel_drift(np.eye(3) * 2, np.eye(3)) == pytest.approx(1.0)
     yy = np.array([1.0, 1.0, -1.0, -1.0])
     assert kernel_target_alignment(np.outer(yy, yy), yy) == pytest.approx(1.0)
+
+
+def test_bad_arguments_are_clear_errors():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 6))
+    k = a @ a.T
+    y = rng.standard_normal((6, 2))
+    with pytest.raises(ValueError, match="`ridge` and `steps` exclude each other"):
+        kernel_regression(k, y, ridge=0.1, steps=10, step_size=0.01)
+    with pytest.raises(ValueError, match=r"`k_test_train` must be \(M, 6\), got \(3, 5\)"):
+        kernel_regression(k, y, rng.standard_normal((3, 5)))
+    with pytest.raises(ValueError, match="`k_train` must be"):
+        kernel_regression(k[:5, :5], y)
