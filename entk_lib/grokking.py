@@ -10,7 +10,8 @@ definitions to its own training history or to a quantity measured at checkpoints
 Definitions
     *Onset of grokking*: the first recorded epoch at which the test accuracy reaches 50%; the
     transition is *complete* at the first epoch it reaches 95% (``levels=(0.5, 0.95)``). Only
-    recorded epochs are searched, so the answer is exact to the evaluation interval.
+    recorded epochs are searched, so the answer is exact to the evaluation interval. Where a
+    transition is slow, the *first rise* is the first epoch at 10% test accuracy.
 
     *Derivative*: central differences in the interior (second order, also on a non-uniform
     grid), one-sided first differences at the two ends, in units of the values per epoch.
@@ -28,12 +29,21 @@ import numpy as np
 from .params import check_real
 
 __all__ = [
+    "COMPLETE_LEVEL",
+    "ONSET_LEVEL",
+    "RISE_LEVEL",
     "central_difference",
     "derivative_peak",
     "first_epoch_reaching",
     "grokking_onset",
     "rise_window",
 ]
+
+
+#: Test accuracy that marks the onset of grokking, and its completion (the book's definitions;
+#: COMPLETE_LEVEL on the training accuracy is the memorization epoch). RISE_LEVEL marks the first
+#: departure from chance, where a slow transition (the Transformer's) starts.
+ONSET_LEVEL, COMPLETE_LEVEL, RISE_LEVEL = 0.5, 0.95, 0.10
 
 
 def _curve(epochs, values, *, min_len: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +81,8 @@ def first_epoch_reaching(epochs, values, level: float) -> int | None:
     return _as_int(ep[hit[0]]) if hit.size else None
 
 
-def grokking_onset(history: Mapping[str, Sequence[float]], levels: Sequence[float] = (0.5, 0.95), *,
+def grokking_onset(history: Mapping[str, Sequence[float]],
+                   levels: Sequence[float] = (ONSET_LEVEL, COMPLETE_LEVEL), *,
                    key: str = "test_acc", epoch_key: str = "epoch") -> list[int | None]:
     """Epochs at which the accuracy in ``history`` first reaches each level.
 
@@ -80,7 +91,8 @@ def grokking_onset(history: Mapping[str, Sequence[float]], levels: Sequence[floa
     history : mapping with ``history[epoch_key]`` (T,) and ``history[key]`` (T,)
         For example :attr:`entk_lib.training.TrainingRun.history` (accuracies in [0, 1]).
     levels : sequence of float in (0, 1]
-        Default ``(0.5, 0.95)``: the onset of grokking and its completion.
+        Default ``(ONSET_LEVEL, COMPLETE_LEVEL) = (0.5, 0.95)``: the onset of grokking and its
+        completion.
     key, epoch_key : str
         Which curve to read (``"train_acc"`` gives the memorization epochs).
 

@@ -128,6 +128,11 @@ def test_planted_two_stage_rotation_recovers_the_families(pair, p):
     assert after.scores.min() > 1 - 1e-8
     assert after.n_above == d
     np.testing.assert_array_equal(np.bincount(after.assignment, minlength=d // 2), 2)
+    # as vectors, to 1e-8: each rotated direction minus its projection on its matched pair's plane
+    planes = _normalized(pairs).reshape(pairs.shape[0], d // 2, 2)
+    for j, pair_index in enumerate(after.assignment):
+        v, plane = rot.vectors[:, j], planes[:, pair_index]
+        assert np.linalg.norm(v - plane @ (plane.T @ v)) < 1e-8
     nf = (p - 1) // 2
     # stage two holds the second family (null under L1), stage one the first family,
     # each sorted by frequency (coordinate Laplacians: smoothness rises with k)

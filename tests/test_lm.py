@@ -281,3 +281,96 @@ def test_next_word_pos_with_spacy():
     assert "parser" not in nlp.pipe_names and spacy is not None
     pos = ld.next_word_pos(nlp, ["The little girl", "The little girl", "She ran"], [" ran", " and", "."])
     assert pos == ["VERB", "CCONJ", "PUNCT"]
+
+
+# ---- the real (online) loaders, on local stand-ins -------------------------------------------
+
+
+def test_load_hub_model_loads_a_saved_gemma3_by_path(tiny_gemma, word_tokenizer, tmp_path):
+    """``load_hub_model`` is the paper's path (``google/gemma-3-270m``); a folder written by
+    ``save_pretrained`` goes through the same ``from_pretrained`` calls offline."""
+    from entk_lib.lm import models as lm_models
+
+    model, ids = tiny_gemma
+    model.save_pretrained(tmp_path)
+    word_tokenizer.save_pretrained(tmp_path)
+    loaded, tok = lm_models.load_hub_model(str(tmp_path))
+    assert tok("the cat")["input_ids"][-2:] == word_tokenizer("the cat")["input_ids"][-2:]
+    assert not any(p.requires_grad for p in loaded.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+    torch.testing.assert_close(lm_models.unembedding(loaded), model.get_output_embeddings().weight)
+
+
+def test_load_tinystories_samples_and_normalizes(monkeypatch):
+    """The TinyStories loader against a stand-in for ``datasets.load_dataset`` (no network)."""
+    import sys
+    import types
+
+    from entk_lib.lm import data as ld
+
+    calls = []
+    rows = [{"text": f"Story  {i}\nends."} for i in range(10)]
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda name, split: calls.append((name, split)) or rows
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    got = ld.load_tinystories(4, seed=3)
+    assert calls == [("roneneldan/TinyStories", "validation")]
+    assert len(got) == 4 and all(s.startswith("Story ") and s.endswith(" ends.") for s in got)
+    assert got == ld.load_tinystories(4, seed=3) and got != ld.load_tinystories(4, seed=4)
+    assert len(ld.load_tinystories(50)) == 10
+    with pytest.raises(ValueError, match="`n_stories`"):
+        ld.load_tinystories(0)
+
+
+# ---- the chapter pipeline: parameters and verdicts -------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"model": "gemma"}, "`model`"), ({"corpus": "wiki"}, "`corpus`"), ({"tags": ["NOUN"]}, "`tags`"),
+    ({"tags": ["NOUN", "XYZ"]}, "`tags`"), ({"context": 1}, "`context`"), ({"k": 1000}, "`k`"),
+    ({"lanczos_steps": 10}, "`lanczos_steps`"), ({"device": "tpu"}, "`device`"),
+    ({"steer_scale": 0.0}, "`steer_scale`"), ({"sweep_layers": [-1]}, "`sweep_layers"),
+])
+def test_lm_params_name_the_bad_parameter(kwargs, name):
+    from entk_lib.experiments import language_model as lmx
+
+    with pytest.raises(ValueError, match=name):
+        lmx.LMParams(**kwargs)
+    assert lmx.LMParams(corpus="stories.txt", sweep_layers=[3, 16]).layers == [3, 16]
+
+
+class _Probe:
+    def __init__(self, ap, auroc):
+        self._m = {"ap": ap, "auroc": auroc}
+
+    def macro(self):
+        return self._m
+
+
+def _claims(e_ap, p_ap, p_macro, steer):
+    from entk_lib.experiments import language_model as lmx
+
+    params = lmx.LMParams()
+    probe = {"results": {"eNTK": _Probe(e_ap, e_ap + 0.3), "PCA": _Probe(p_ap, p_ap + 0.3),
+                         "random": _Probe(0.2, 0.5)}}
+    pvals = {m: (np.full(8, p_macro), p_macro) for m in ("ap", "auroc")}
+    sweep = {14: {"eNTK": {"ap": e_ap - 0.05}, "PCA": {"ap": p_ap}},
+             16: {"eNTK": {"ap": e_ap}, "PCA": {"ap": p_ap}}}
+    steer = {m: {"steer": np.array([v]), "ablate": np.array([0.9 if m == "eNTK" else 0.1])}
+             for m, v in zip(("eNTK", "PCA", "random"), steer, strict=True)}
+    steer["removed"] = {"eNTK": np.array([2.0]), "PCA": np.array([1.0]), "random": np.array([1.0])}
+    return lmx.claims_table(probe, pvals, sweep, steer, params)
+
+
+def test_lm_claims_verdicts_follow_the_numbers():
+    table = _claims(0.5, 0.4, 0.01, (0.3, 0.1, 0.05))
+    assert [r.verdict for r in table.rows] == ["reproduced"] * 5
+    assert "1024 windows of 64 tokens" in table.title and "256 windows of 24 tokens" in table.title
+    assert "by the most at layer 16" in table.rows[2].measured
+    weak = _claims(0.5, 0.4, 0.2, (0.3, 0.1, 0.05))
+    assert weak.rows[0].verdict == "partly reproduced"
+    lost = _claims(0.3, 0.4, 0.9, (0.05, 0.1, 0.2))
+    assert [r.verdict for r in lost.rows[:4]] == ["not reproduced"] * 3 + ["reproduced"]
+    # an ablation that removes more (not norm-matched) cannot earn the steering row a "partly"
+    assert lost.rows[4].verdict == "not reproduced" and "removes 2.0x" in lost.rows[4].measured

@@ -251,3 +251,23 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     table = mod.claims_table(summary, params, [mod.flattened_analysis(params, 0)])
     assert len(table.rows) == 10 and all(r.verdict in entk_lib.claims.VERDICTS for r in table.rows)
     assert "expected cliffs (0-based): (9, 17)" in mod.key_numbers(summary, params)
+
+
+def _flat(cliffs, k, seed=0):
+    return {"seed": seed, "k": k, "cliffs": np.array(cliffs, dtype=int),
+            "largest_drops": [(29, 16.9), (1709, 1.1)], "layer2_cliffs": np.array([29])}
+
+
+@pytest.mark.parametrize("cliffs, k, want", [
+    ([29], 1750, "not reproduced"),         # 57, 113 and ~1653 in reach, no cliff at any of them
+    ([29], 100, "inconclusive"),            # no candidate of either cliff fully in reach
+    ([57, 113], 200, "reproduced"),         # the literal positions
+    ([1650, 3270], 3400, "reproduced"),     # widened p-fold (within +-p)
+    ([1650], 1750, "partly reproduced"),    # the first one widened, the second out of reach
+])
+def test_flattened_verdict_uses_every_candidate_in_reach(cliffs, k, want):
+    params = mod.ModularParams(flat_top_k=k)
+    claim, _, text, verdict = mod._flat_row([_flat(cliffs, k)], params)
+    assert verdict == want, text
+    assert "57 and 113 or widened p-fold to about 1653 and 3277" in claim
+    assert ("beyond the top" in text) == (k < 3277 + 29)

@@ -285,6 +285,9 @@ def test_pipeline_end_to_end_small(tmp_path, monkeypatch):
     assert summary[0]["beta"][1.0]["count_score"].shape == (2,)
     table = exp.claims_table(summary, p)
     assert len(table.rows) == 5
+    assert table.rows[2].claim.startswith("beta=1:") and table.rows[3].claim.startswith("beta=0.3:")
+    swapped = exp.TMSParams(**{**p.__dict__, "betas": [0.3, 1.0]})  # order must not matter
+    assert [r.claim for r in exp.claims_table(summary, swapped).rows] == [r.claim for r in table.rows]
     assert "beta" in exp.key_numbers(summary, p)
     check = exp.appendix_b_check(p, n_check=5)
     assert check["jacobian_rel_err"] < 1e-10 and check["kernel_rel_err"] < 1e-10

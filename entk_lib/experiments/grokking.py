@@ -17,8 +17,9 @@ computed once and reused for:
 Onsets, derivatives and rise windows use the definitions of :mod:`entk_lib.grokking`.
 Eigenvector windows are 0-based as in the modular-addition chapter: the leading mode is index
 0, the first cliff indices ``1 .. 2(p-1)`` and the second ``2(p-1)+1 .. 4(p-1)``; the drop that
-ends the second cliff is ``lambda[4(p-1)] / lambda[4(p-1)+1]`` (lambda_112 / lambda_113 in the
-paper's 1-based numbering at p = 29).
+ends the second cliff is ``lambda[4(p-1)] / lambda[4(p-1)+1]``, the paper's lambda_112 / lambda_113
+at p = 29 (the paper counts the same way: its cliffs are eigenvectors 1-56 and 57-112 after a
+leading mode).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from ..alignment import random_orthonormal, subspace_overlap
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
 from ..features import fourier_families
-from ..grokking import derivative_peak, grokking_onset, rise_window
+from ..grokking import COMPLETE_LEVEL, ONSET_LEVEL, derivative_peak, grokking_onset, rise_window
 from ..kernel import entk
 from ..laplacian import laplacian_pair, pair_families, pair_match, two_stage_rotation
 from ..models.modular import ModularRun, ModularSetup, train_modular
@@ -55,9 +56,6 @@ __all__ = [
     "visible_cliff",
 ]
 
-#: Test accuracy that marks the onset of grokking, and its completion (also used, on the
-#: training accuracy, for the memorization epoch).
-ONSET_LEVEL, COMPLETE_LEVEL = 0.5, 0.95
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ..alignment import empirical_p_value, orthonormal_basis, random_subspace_ov
 from ..cache import cached
 from ..claims import ClaimsTable, fmt, verdict
 from ..features import axis_sum_family, fourier_family, key_frequencies
-from ..grokking import derivative_peak, grokking_onset
+from ..grokking import COMPLETE_LEVEL, ONSET_LEVEL, RISE_LEVEL, derivative_peak, grokking_onset
 from ..kernel import entk_by_layer
 from ..models.transformer import ModularTransformer, train_test_split, train_transformer
 from ..models.transformer import modular_tokens as _tokens
@@ -39,6 +39,7 @@ from ..spectrum import top_eigenpairs
 
 __all__ = [
     "GROK_LEVELS",
+    "GROK_NAMES",
     "PAPER",
     "TENSORS",
     "TransformerParams",
@@ -54,8 +55,10 @@ TRAIN_VERSION = "transformer-train-v2"
 #: Version of the analysis code (part of the analysis cache key).
 ANALYSIS_VERSION = "transformer-analysis-v4"
 
-#: Test-accuracy levels that define the grokking epochs of this chapter (onset, half, done).
-GROK_LEVELS = (0.10, 0.50, 0.95)
+#: Test-accuracy levels of the grokking epochs reported here: the first rise (10%), the onset
+#: (50%) and the completion (95%), the book's definitions (:mod:`entk_lib.grokking`).
+GROK_LEVELS = (RISE_LEVEL, ONSET_LEVEL, COMPLETE_LEVEL)
+GROK_NAMES = ("first rise", "onset", "complete")
 
 #: Parameter tensors of the model, in the order of the paper's Table 2, with short labels.
 TENSORS = {
@@ -338,8 +341,8 @@ def seed_summary(res: dict, checkpoint_every: int) -> dict:
     deriv, peak = derivative_peak(tr["epoch"], np.asarray(tr["sum_window"]) / dim)
     hist = res["history"]
     acc_at_peak = float(np.interp(peak, hist["epoch"], hist["test_acc"]))
-    onset, half, done = res["grok"]
-    in_window = onset is not None and half is not None and onset - checkpoint_every <= peak <= half
+    rise, onset, _ = res["grok"]
+    in_window = rise is not None and onset is not None and rise - checkpoint_every <= peak <= onset
     lam = tr["eigenvalues"][tr["epoch"].index(peak)]
     edge = 2 * len(res["keys"]["frequencies"])  # 0-based index of the window's last eigenvalue
     edge_gap = float((lam[edge] - lam[edge + 1]) / lam[edge]) if edge + 1 < len(lam) else float("nan")
@@ -347,6 +350,7 @@ def seed_summary(res: dict, checkpoint_every: int) -> dict:
             "clear": res["keys"]["clear"], "grok": res["grok"], "final_test_acc": hist["test_acc"][-1],
             "sum_window": tr["sum_window"][-1], "axis_window": tr["axis_window"][-1], "dim": dim,
             "peak": peak, "acc_at_peak": acc_at_peak, "peak_near_onset": bool(in_window),
+            "peak_minus_onset": None if onset is None else peak - onset,
             "edge_gap": edge_gap}
 
 
@@ -361,7 +365,7 @@ def claims_table(results: list[dict], params: TransformerParams) -> ClaimsTable:
     done = [s["grok"][2] for s in sums]
     table.add("The Transformer groks modular addition (test accuracy -> ~100%)",
               f"seed 2 marked at epochs {PAPER['grok_marks'][0]} and {PAPER['grok_marks'][1]}",
-              "; ".join(f"seed {s['seed']}: 10%/50%/95% test acc at epochs "
+              "; ".join(f"seed {s['seed']}: first rise/onset/complete (10/50/95% test acc) at epochs "
                         f"{'/'.join(str(g) if g is not None else 'never' for g in s['grok'])}, final "
                         f"{fmt(100 * s['final_test_acc'], 1)}%" for s in sums),
               verdict(all(d is not None for d in done), partial=any(d is not None for d in done)))
@@ -387,9 +391,14 @@ def claims_table(results: list[dict], params: TransformerParams) -> ClaimsTable:
     table.add("Fig. 3: the derivative of the W_U sum-mode overlap peaks near the onset of grokking",
               "peak near the onset (epoch ~150 for seed 2)",
               "; ".join(f"seed {s['seed']}: peak at epoch {s['peak']} (test acc "
-                        f"{fmt(100 * s['acc_at_peak'], 0)}%)" for s in sums),
+                        f"{fmt(100 * s['acc_at_peak'], 0)}%; {_gap_text(s)})" for s in sums),
               verdict(all(near), partial=any(near)))
     return table
+
+
+def _gap_text(summary: dict) -> str:
+    gap = summary["peak_minus_onset"]
+    return "onset never reached" if gap is None else f"{gap:+d} epochs from the onset"
 
 
 def params_dict(params: TransformerParams) -> dict:
@@ -447,10 +456,11 @@ def plot_training(ax, res: dict) -> None:
     h = res["history"]
     ax.plot(h["epoch"], 100 * np.asarray(h["train_acc"]), label="train")
     ax.plot(h["epoch"], 100 * np.asarray(h["test_acc"]), label="test")
-    for level, epoch, style in zip(GROK_LEVELS, res["grok"], ("--", "-.", ":"), strict=True):
+    for name, level, epoch, style in zip(GROK_NAMES, GROK_LEVELS, res["grok"], ("--", "-.", ":"),
+                                         strict=True):
         if epoch is not None:
             ax.axvline(epoch, color="k", ls=style, lw=0.8,
-                       label=f"test acc {100 * level:.0f}% (epoch {epoch})")
+                       label=f"{name}: test acc {100 * level:.0f}% (epoch {epoch})")
     ax.set(title=f"seed {res['seed']}: accuracy", xlabel="epoch", ylabel="accuracy (%)", ylim=(-2, 102))
     ax.legend(fontsize=7)
 
@@ -564,8 +574,8 @@ def key_numbers(results: list[dict], params: TransformerParams) -> TextTable:
                      fmt(100 * s["final_test_acc"], 1), f"{fmt(s['sum_window'])} / {s['dim']}",
                      f"{fmt(s['axis_window'])} / {s['dim']}", p_sum, p_axis,
                      str(s["peak"]), fmt(s["edge_gap"], 3)])
-    header = ["seed", "key k", "10/50/95% epochs", "final test %", "W_U sum window", "W_U axis window",
-              "p (sum)", "p (axis)", "derivative peak epoch", "edge gap at peak"]
+    header = ["seed", "key k", "rise/onset/complete epochs", "final test %", "W_U sum window",
+              "W_U axis window", "p (sum)", "p (axis)", "derivative peak epoch", "edge gap at peak"]
     return TextTable("Key numbers (end of training; p-values against random subspaces)", header, rows)
 
 
