@@ -1,7 +1,8 @@
 """The eNTK as a matrix-free ``scipy.sparse.linalg.LinearOperator``.
 
 A product ``K V`` is ``J (J^T V)``: pull the block ``V`` back to parameter space, push it
-forward again. Neither the Jacobian nor the kernel is formed. Two backends compute the pair:
+forward again. The kernel is never formed, nor are the Jacobian rows of Linear/Embedding weights.
+Two backends compute the pair:
 
 ``factored``
     The per-parameter Jacobian factors of :mod:`entk_lib._factors` are computed once for all
@@ -10,8 +11,9 @@ forward again. Neither the Jacobian nor the kernel is formed. Two backends compu
     ``O(N T out (C + in))`` per vector and Linear layer: a few matrix products, no autodiff.
 ``vjp``
     ``torch.func.vjp`` then ``torch.func.jvp`` of the model on chunks of the batch, the columns
-    of ``V`` batched with ``vmap``. Needs no storage beyond one chunk's activations; use it when
-    the factors do not fit the memory budget (large models, long sequences).
+    of ``V`` batched with ``vmap``; no Jacobian at all. Without ``reuse_forward`` it holds one
+    chunk's activations at a time; use it when the factors do not fit the memory budget (large
+    models, long sequences).
 
 ``backend="auto"`` takes ``factored`` when the factors fit the memory budget.
 """
@@ -123,11 +125,16 @@ class VjpOperator(EntkOperator):
         n = self.inputs.shape[0]
         return [slice(s, min(s + self.chunk_size, n)) for s in range(0, n, self.chunk_size)]
 
-    def _closures_for(self, sl):
-        """(pull, push) for one chunk: vjp and (linearized, if possible) jvp functions."""
+    def _chunk_f(self, sl):
+        """The model's (weighted) outputs on one chunk, as a function of the parameters."""
         def f(p):
             return self._f(p, self.inputs[sl])
 
+        return f
+
+    def _closures_for(self, sl):
+        """(pull, push, f) for one chunk: vjp and (linearized, if possible) jvp functions."""
+        f = self._chunk_f(sl)
         _, pull = vjp(f, self.params)
         push = None
         if self.reuse_forward:
@@ -151,13 +158,17 @@ class VjpOperator(EntkOperator):
     def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
         if self.reuse_forward and self._closures is None:
             self._closures = [list(self._closures_for(sl)) for sl in self._chunks()]
-        grads, closures = None, []
-        for i, sl in enumerate(self._chunks()):
-            c = self._closures[i] if self._closures else list(self._closures_for(sl))
-            (g,) = vmap(c[0])(cot[:, sl])
+        grads = None
+        for i, sl in enumerate(self._chunks()):  # pull back, chunk by chunk
+            pull = self._closures[i][0] if self._closures else self._closures_for(sl)[0]
+            (g,) = vmap(pull)(cot[:, sl])
             grads = g if grads is None else {k: grads[k] + g[k] for k in g}
-            closures.append(c)
-        return torch.cat([self._push(c, grads) for c in closures], dim=1)
+            del pull  # without reuse_forward, one chunk's activations are alive at a time
+        outs = []
+        for i, sl in enumerate(self._chunks()):  # push forward (a fresh jvp without reuse_forward)
+            outs.append(self._push(self._closures[i] if self._closures else [None, None, self._chunk_f(sl)],
+                                   grads))
+        return torch.cat(outs, dim=1)
 
 
 class FactoredOperator(EntkOperator):
