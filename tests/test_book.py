@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 from pathlib import Path
 
@@ -64,3 +65,23 @@ def test_paper_parameters_exist_and_name_real_parameters(chapter):
     paper = yaml.safe_load(path.read_text())
     unknown = set(paper) - parameter_names(load(chapter))
     assert not unknown, f"{path.name} sets parameters the notebook does not have: {unknown}"
+
+
+def _executor():
+    spec = importlib.util.spec_from_file_location("execute_chapters", ROOT / "tools" / "execute_chapters.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_stored_outputs_come_from_the_current_code(chapter):
+    """A code cell edited after the chapter was executed leaves outputs nbval cannot reproduce
+    (a changed default in the parameters cell, say): tools/execute_chapters.py stamps the digest
+    of the code it ran, and it must match the code committed now."""
+    nb = load(chapter)
+    stamped = nb["metadata"].get("entk_book", {}).get("executed_code_sha256")
+    assert stamped == _executor().source_digest(nb), (
+        f"{chapter}.ipynb was edited after it was executed: "
+        f"python tools/execute_chapters.py {Path(chapter).name}"
+    )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+import yaml
 
 from entk_lib import cache, params
 from entk_lib.claims import ClaimsTable, fmt, fmt_spread, verdict
@@ -129,3 +132,20 @@ def test_list_parameters_accept_yaml_strings():
         params.check_int_list("seeds", "zero")
     with pytest.raises(ValueError, match=r"`betas\[1\]` must be a number in \[0, inf\]"):
         params.check_real_list("betas", [1.0, -2.0], low=0.0)
+
+
+def test_environment_yml_covers_the_package_dependencies():
+    """environment.yml (conda/Binder) installs every core dependency of pyproject.toml, a CPU
+    PyTorch, and the package itself with extras that exist."""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    names = {re.split(r"[<>=! ]", d, maxsplit=1)[0].lower() for d in conda}
+    wanted = {re.split(r"[<>=! \[]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    wanted = {"pytorch" if n == "torch" else n for n in wanted}
+    assert wanted <= names, f"environment.yml lacks {sorted(wanted - names)}"
+    assert any(d.startswith("pytorch") and "cpu" in d for d in conda), "ask conda for a CPU PyTorch"
+    (pip,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    (editable,) = [line for line in pip if line.startswith("-e .")]
+    extras = set(re.search(r"\[(.*)\]", editable).group(1).split(","))
+    assert extras <= set(project["optional-dependencies"]), extras

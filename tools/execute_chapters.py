@@ -9,10 +9,13 @@ This is how the committed outputs are produced:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill
 import yaml
 
@@ -23,6 +26,20 @@ def toc_chapters() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
     return [Path(f).name for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def source_digest(notebook: dict) -> str:
+    """SHA-256 of the notebook's code-cell sources: what its stored outputs were computed from."""
+    code = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"]
+    text = json.dumps(["".join(s) if isinstance(s, list) else s for s in code])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stamp(path: Path) -> None:
+    """Record the code digest in the notebook's metadata (tests/test_book.py checks it)."""
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata.setdefault("entk_book", {})["executed_code_sha256"] = source_digest(notebook)
+    nbformat.write(notebook, path)
 
 
 def main(argv: list[str]) -> int:
@@ -36,6 +53,7 @@ def main(argv: list[str]) -> int:
         start = time.perf_counter()
         papermill.execute_notebook(path, path, cwd=path.parent, kernel_name="python3",
                                    progress_bar=False)
+        stamp(path)
         elapsed = time.perf_counter() - start
         total += elapsed
         print(f"{path.name:<40} {elapsed:8.1f} s", flush=True)
