@@ -55,6 +55,10 @@ class JacobianFactor:
         c, _, p = self.jac.shape
         return c * p * self.jac.element_size()
 
+    def jvp(self, tangent: torch.Tensor) -> torch.Tensor:
+        """``J t`` (C, n) for a tangent shaped like the parameter."""
+        return self.jac @ tangent.reshape(-1).to(self.jac.dtype)
+
 
 @dataclass
 class LinearFactor:
@@ -110,6 +114,14 @@ class LinearFactor:
         c, _, t, out = self.grads.shape
         width = 1 if self.kind == "embedding" else self.n_in
         return (c * t * out + t * width) * self.grads.element_size()
+
+    def jvp(self, tangent: torch.Tensor) -> torch.Tensor:
+        """``J t`` (C, n) for a tangent of the weight, from the factors (no Jacobian rows):
+        ``sum_t G[i, a, t] . (T u[a, t])`` (Linear, T of shape (out, in)) or ``T[idx[a, t]]``
+        (Embedding, T of shape (vocab, out))."""
+        tangent = tangent.to(self.grads.dtype)
+        moved = tangent[self.inputs] if self.kind == "embedding" else self.inputs @ tangent.T
+        return torch.einsum("iato,ato->ia", self.grads, moved)
 
 
 Factor = JacobianFactor | LinearFactor

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.func import functional_call, jvp
 
 from ._factors import (
     Factor,
@@ -16,12 +17,10 @@ from ._factors import (
     generic_jacobians,
     is_structured_candidate,
     linear_factors,
+    weighted_outputs,
 )
 
 logger = logging.getLogger("entk_lib")
-
-#: Above this many Jacobian entries the structured path is not cross-checked on the pilot batch.
-_VERIFY_MAX_ENTRIES = 32_000_000
 
 
 @dataclass(frozen=True)
@@ -250,34 +249,50 @@ def _record_leading_dims(model, modules, batch) -> dict[str, list[int]]:
 
 
 def _verify_structured(plan: KernelPlan, pilot: torch.Tensor) -> None:
-    """Cross-check the structured Jacobian against autodiff on a pilot batch.
+    """Cross-check the structured factors against autodiff on a pilot batch, at any model size.
 
-    A module used outside its own ``forward`` (for example a weight reused by a custom
-    unembedding) would be missed by the hooks; such modules are moved to the generic path.
+    The check compares Jacobian-vector products ``J t`` for a random tangent ``t`` of the
+    structured parameters: from the factors, and by ``torch.func.jvp`` through the model. A module
+    used outside its own ``forward`` (for example a weight reused by a custom unembedding) is
+    missed by the hooks, and its ``J t`` disagrees with probability one; such modules are found
+    (one product per module, only when the joint check fails) and moved to the generic path.
     """
     names = [n for n, p in plan.params.items() if p.backend == "structured"]
-    entries = pilot.shape[0] * plan.n_outputs * sum(plan.params[n].numel for n in names)
-    if entries > _VERIFY_MAX_ENTRIES:
-        return
     state = dict(plan.model.named_parameters())
     state.update(dict(plan.model.named_buffers()))
-    structured = plan.factors(pilot)
-    fixed = {k: v.detach() for k, v in state.items() if k not in names}
-    reference = generic_jacobians(
-        plan.model, {n: state[n].detach() for n in names}, fixed, pilot, plan.output_weights
-    )
-    bad_modules = set()
-    for n in names:
-        ours, ref = structured[n].explicit(), reference[n].jac
-        tol = 1e-4 if ours.dtype == torch.float32 else 1e-9
-        if not torch.allclose(ours, ref, rtol=tol, atol=tol * (ref.abs().max().item() + 1e-30)):
-            bad_modules.add(plan.params[n].module)
-    for m in bad_modules:
+    factors = plan.factors(pilot)
+    gen = torch.Generator().manual_seed(0)
+    tangents = {n: torch.randn(state[n].shape, generator=gen, dtype=state[n].dtype).to(state[n].device)
+                for n in names}
+    if _jvp_agrees(plan, state, factors, tangents, names, pilot):
+        return
+    modules = sorted({plan.params[n].module for n in names})
+    bad = [m for m in modules
+           if not _jvp_agrees(plan, state, factors, tangents,
+                              [n for n in names if plan.params[n].module == m], pilot)]
+    for m in bad:
         logger.warning("module %r is used outside its forward; using the generic Jacobian", m)
         del plan.structured_modules[m]
         for n, p in plan.params.items():
             if p.module == m:
                 plan.params[n] = ParamInfo(p.name, p.module, p.numel, "jacobian")
+
+
+def _jvp_agrees(plan, state, factors, tangents, names, pilot) -> bool:
+    """Whether ``J t`` over ``names`` from the factors matches ``torch.func.jvp``."""
+    own = {n: tangents[n] for n in names}
+    fixed = {k: v.detach() for k, v in state.items() if k not in own}
+
+    def f(params):
+        out = functional_call(plan.model, ({**fixed, **params},), (pilot,))
+        return weighted_outputs(out, plan.output_weights, plan.sum_outputs)
+
+    primals = {n: state[n].detach() for n in names}
+    _, ref = jvp(f, (primals,), (own,))
+    ref = ref.T  # (C, n)
+    ours = sum(factors[n].jvp(own[n]) for n in names)
+    tol = 1e-3 if ref.dtype == torch.float32 else 1e-8
+    return bool(torch.allclose(ours, ref, rtol=tol, atol=tol * (ref.abs().max().item() + 1e-30)))
 
 
 def factor_bytes_per_sample(factors: dict[str, Factor]) -> int:

@@ -180,6 +180,20 @@ def test_weight_used_outside_its_module_falls_back_to_generic():
     torch.testing.assert_close(entk(model, ids, collapse="full"), reference, rtol=1e-6, atol=1e-8)
 
 
+def test_tied_weight_is_caught_in_a_model_too_large_for_an_explicit_check(caplog):
+    """The structured path is cross-checked by Jacobian-vector products, whatever the size: here
+    the explicit pilot Jacobian would hold 2 x 600 x 42,560 = 51M entries (the old check skipped
+    models above 32M entries and would have used the wrong, untied kernel)."""
+    torch.manual_seed(0)
+    model = TiedUnembed(vocab=600, d=64)
+    ids = torch.randint(0, 600, (3, 5), generator=torch.Generator().manual_seed(0))
+    with caplog.at_level("WARNING", logger="entk_lib"):
+        plan = entk_lib.entk_plan(model, ids)
+    assert plan.params["emb.weight"].backend == "jacobian"
+    assert plan.params["mix.weight"].backend == "structured"
+    assert "'emb' is used outside its forward" in caplog.text
+
+
 def test_float32_model_gives_float32_kernel():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
