@@ -67,6 +67,18 @@ def test_paper_parameters_exist_and_name_real_parameters(chapter):
     assert not unknown, f"{path.name} sets parameters the notebook does not have: {unknown}"
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_papermill_sees_every_parameter(chapter):
+    """`papermill --help-notebook` lists, and `-p` accepts without an "unknown parameter" warning,
+    only what papermill's own parser reads: one `=` per line, so no `=` in a parameter's comment."""
+    from papermill.translators import PythonTranslator
+
+    (cell,) = tagged(load(chapter), "parameters")
+    seen = {p.name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    missing = parameter_names(load(chapter)) - seen
+    assert not missing, f"papermill cannot parse the parameters {sorted(missing)} of {chapter}"
+
+
 def _executor():
     spec = importlib.util.spec_from_file_location("execute_chapters", ROOT / "tools" / "execute_chapters.py")
     module = importlib.util.module_from_spec(spec)
