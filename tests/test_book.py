@@ -73,9 +73,10 @@ def test_papermill_sees_every_parameter(chapter):
     only what papermill's own parser reads: one `=` per line, so no `=` in a parameter's comment."""
     from papermill.translators import PythonTranslator
 
-    (cell,) = tagged(load(chapter), "parameters")
+    nb = load(chapter)
+    (cell,) = tagged(nb, "parameters")
     seen = {p.name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
-    missing = parameter_names(load(chapter)) - seen
+    missing = parameter_names(nb) - seen
     assert not missing, f"papermill cannot parse the parameters {sorted(missing)} of {chapter}"
 
 
