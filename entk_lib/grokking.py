@@ -33,6 +33,7 @@ __all__ = [
     "ONSET_LEVEL",
     "RISE_LEVEL",
     "central_difference",
+    "derivative_maxima",
     "derivative_peak",
     "first_epoch_reaching",
     "grokking_onset",
@@ -124,6 +125,31 @@ def derivative_peak(epochs, values) -> tuple[np.ndarray, int | float]:
     ep, _ = _curve(epochs, values, min_len=2)
     slope = central_difference(epochs, values)
     return slope, _as_int(ep[int(np.argmax(slope))])
+
+
+def derivative_maxima(epochs, values, rel_height: float = 0.5) -> list[tuple[int | float, float]]:
+    """Every local maximum of the derivative that reaches ``rel_height`` of its largest value.
+
+    Where two maxima have similar heights, which one is the largest (:func:`derivative_peak`)
+    can change with floating-point rounding (another CPU, another BLAS path), so a claim about
+    "the" peak should look at all of them.
+
+    Returns
+    -------
+    list of ``(epoch, height / largest height)``, largest first (the first is the epoch of
+    :func:`derivative_peak` when the largest derivative is positive; empty otherwise).
+    """
+    ep, _ = _curve(epochs, values, min_len=2)
+    rel_height = check_real("rel_height", rel_height, low=0.0, high=1.0, low_inclusive=False)
+    slope = central_difference(epochs, values)
+    top = slope.max()
+    if top <= 0:
+        return []
+    padded = np.concatenate([[-np.inf], slope, [-np.inf]])
+    is_max = (padded[1:-1] >= padded[:-2]) & (padded[1:-1] > padded[2:])
+    idx = [i for i in np.nonzero(is_max)[0] if slope[i] >= rel_height * top]
+    idx.sort(key=lambda i: (-slope[i], i))
+    return [(_as_int(ep[i]), float(slope[i] / top)) for i in idx]
 
 
 def rise_window(epochs, values, low: float = 0.1, high: float = 0.9, *, log: bool = False):

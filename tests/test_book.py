@@ -98,3 +98,32 @@ def test_stored_outputs_come_from_the_current_code(chapter):
         f"{chapter}.ipynb was edited after it was executed: "
         f"python tools/execute_chapters.py {Path(chapter).name}"
     )
+
+
+def _stored_claims_verdicts(nb: dict) -> list[str]:
+    """Verdicts of the claims table as stored in the notebook's outputs (its plain-text form)."""
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("data", {}).get("text/plain", ""))
+            if "claims and measurements" in text or text.startswith(("Modular addition", "Grokking",
+                                                                      "Laplacian rotation")):
+                return [line.rsplit("| verdict: ", 1)[1].strip() for line in text.splitlines()
+                        if "| verdict: " in line]
+    return []
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_committed_record_matches_the_stored_claims_table(chapter):
+    """book/claims/<chapter>.json is written by the execution that made the stored outputs: same
+    verdicts, parameters equal to the notebook's defaults, and a last cell that checks it."""
+    name = Path(chapter).name
+    path = ROOT / "book" / "claims" / f"{name}.json"
+    assert path.exists(), f"missing {path.relative_to(ROOT)}: python tools/execute_chapters.py {name}"
+    record = json.loads(path.read_text())
+    nb = load(chapter)
+    stored = _stored_claims_verdicts(nb)
+    assert stored and [v["verdict"] for v in record["verdicts"]] == stored
+    last = [c for c in nb["cells"] if c["cell_type"] == "code"][-1]
+    assert ".check()" in "".join(last["source"]) and "nbval-check-output" in last["metadata"]["tags"]
+    printed = "".join(o.get("text", "") for o in last["outputs"])
+    assert printed.startswith(f"re-execution agrees with {name}.json"), printed

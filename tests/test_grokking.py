@@ -209,6 +209,8 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     table = gk.claims_table(summaries, results, params)
     assert len(table.rows) == 6 and all(row.verdict in entk_lib.claims.VERDICTS for row in table.rows)
     assert "peak - onset" in gk.key_numbers(summaries, results, params)
+    numbers = gk.record(summaries, results, params, table).to_dict()["numbers"]
+    assert all(n["value"] is None or np.isfinite(n["value"]) for n in numbers.values())
     for fig in (gk.plot_training(results, summaries), gk.plot_spectra(r, summaries[0], params),
                 gk.plot_cliff_evolution(results, summaries, params),
                 gk.plot_overlap(results, summaries, params), gk.plot_beyond(results, summaries, params),
@@ -242,3 +244,42 @@ def test_claims_follow_the_stated_criteria():
                         "partly reproduced", "partly reproduced"]
     rotation = ("claim", "paper", "measured", "reproduced")
     assert len(gk.claims_table(good, [], params, rotation_row=rotation).rows) == 7
+
+
+def _record_inputs(**changes):
+    """Synthetic summaries, results, rotations and null of two seeds (``changes`` edit seed 0)."""
+    summaries = [_summary(0, 80, 70, **changes), _summary(1, 85, 90, faithful_init=None, mag_rise=None)]
+    results = [{"seed": s["seed"], "second_sum": np.array([10.0, 94.4]), "second_diff": np.array([5.0, 88.7])}
+               for s in summaries]
+    rotations = [{40: {"score": 0.1}, 100: {"score": 0.7}}, {40: {"score": 0.2}, 100: {"score": 0.6}}]
+    return summaries, results, rotations, np.array([0.01, 0.012])
+
+
+def test_record_holds_verdicts_and_key_numbers():
+    from entk_lib.record import KINDS, compare_records
+
+    params = gk.GrokkingParams()
+    summaries, results, rotations, null = _record_inputs()
+    table = gk.claims_table(summaries, results, params, rotation_row=gk.rotation_row(
+        rotations, summaries, null, params))
+    rec = gk.record(summaries, results, params, table, rotations, null)
+    d = rec.to_dict()
+    assert d["chapter"] == "04_grokking" and len(d["verdicts"]) == len(table.rows) == 7
+    assert all(n["kind"] in KINDS for n in d["numbers"].values())
+    assert all(n["value"] is None or np.isfinite(n["value"]) for n in d["numbers"].values())
+    assert d["numbers"]["onset[seed=0]"] == {"value": 80.0, "kind": "epoch"}
+    assert d["numbers"]["faithful_init[seed=0]"]["value"] is None  # "never"
+    assert d["numbers"]["mag_rise.end[seed=1]"]["value"] is None
+    assert np.isclose(d["numbers"]["final_overlap.sum[seed=0]"]["value"], 0.944)
+    assert d["numbers"]["rotation_score[seed=1,epoch=100]"] == {"value": 0.6, "kind": "score"}
+    assert compare_records(d, rec.to_dict()) == []
+    # the same table with one number moved beyond its tolerance: exactly that number is reported
+    for change, name in (({"mag_gain": 10.0 * 1.2}, "mag_gain[seed=0]"),
+                         ({"complete": 100 + 20 + 15 + 1}, "complete[seed=0]"),
+                         ({"second_strict_seen": 120}, "second_strict_seen[seed=0]")):
+        moved = gk.record(*_record_inputs(**change)[:2], params, table, rotations, null).to_dict()
+        problems = compare_records(d, moved)
+        assert len(problems) == 1 and problems[0].startswith(f"{name}:"), problems
+    # within tolerance: no report
+    near = gk.record(*_record_inputs(memorized=45, mag_gain=11.0)[:2], params, table, rotations, null)
+    assert compare_records(d, near.to_dict()) == []

@@ -374,3 +374,79 @@ def test_lm_claims_verdicts_follow_the_numbers():
     assert [r.verdict for r in lost.rows[:4]] == ["not reproduced"] * 3 + ["reproduced"]
     # an ablation that removes more (not norm-matched) cannot earn the steering row a "partly"
     assert lost.rows[4].verdict == "not reproduced" and "removes 2.0x" in lost.rows[4].measured
+
+
+
+_METHODS = ("eNTK", "PCA", "random")
+
+
+def _record_inputs(tags, seed=0):
+    """Synthetic inputs of :func:`language_model.record` (four windows per tag)."""
+    rng = np.random.default_rng(seed)
+    n = len(tags)
+
+    def result():
+        metrics = [rng.uniform(low, high, (2, n)) for low, high in ((0.2, 0.7), (0.5, 0.9), (0.1, 0.6))]
+        return lp.ProbeResult(list(tags), np.zeros((2, n), int), np.ones((2, n)), *metrics, [])
+
+    probe = {"results": {m: result() for m in _METHODS}}
+    pvals = {m: (rng.uniform(0, 1, n), 0.01) for m in ("ap", "auroc")}
+    sweep = {layer: {m: {"ap": rng.uniform(0.2, 0.6), "auroc": rng.uniform(0.6, 0.9)} for m in _METHODS}
+             for layer in (14, 16)}
+    steer = {m: {"steer": rng.uniform(0, 1, n), "ablate": rng.uniform(0, 1, n)} for m in _METHODS}
+    steer["removed"] = {m: rng.uniform(1e3, 2e4, n) for m in _METHODS}
+    windows = {"labels": np.repeat(tags, 4),
+               "agreement": {t: (4 + i, 10 * (i + 1)) for i, t in enumerate(tags)}}
+    res = lk.LanczosResult(np.array([10.0, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04, 0.01]), np.zeros((3, 9)),
+                           np.zeros(9), 20)
+    return {"windows": windows, "res": res, "main_probe": probe, "pvals": pvals, "sweep": sweep,
+            "steer": steer}
+
+
+def _move_agreement(x):
+    x["windows"]["agreement"]["PUNCT"] = (4 + 3, 10)  # count: beyond +-2
+
+
+def _move_steer(x):
+    x["steer"]["PCA"]["steer"][1] += 0.1  # score: beyond +-0.05 (its mean moves by 0.0125)
+
+
+def _move_removed(x):
+    x["steer"]["removed"]["random"] *= 1.2  # ratio: beyond 15%
+
+
+def _move_p(x):
+    x["pvals"]["ap"] = (x["pvals"]["ap"][0], 0.04)  # p-value: beyond +-0.02
+
+
+def test_lm_record_holds_verdicts_and_key_numbers():
+    from entk_lib.experiments import language_model as lmx
+    from entk_lib.record import KINDS, compare_records
+
+    params = lmx.LMParams(sweep_layers=[14, 16])
+    x = _record_inputs(params.tags)
+    table = lmx.claims_table(x["main_probe"], x["pvals"], x["sweep"], x["steer"], params)
+    d = lmx.record(**x, params=params, table=table).to_dict()
+    assert d["chapter"] == "07_language_model" and len(d["verdicts"]) == len(table.rows) == 5
+    assert all(n["kind"] in KINDS for n in d["numbers"].values())
+    assert all(n["value"] is None or np.isfinite(n["value"]) for n in d["numbers"].values())
+    num, kind = ({k: v[f] for k, v in d["numbers"].items()} for f in ("value", "kind"))
+    assert num["n_windows"] == 32 and num["windows[VERB]"] == 4 and kind["windows[VERB]"] == "exact"
+    assert num["agreeing[PUNCT]"] == 4 and num["forwarded[VERB]"] == 80 and kind["forwarded[VERB]"] == "count"
+    assert num["eigenvalue_over_largest[0]"] == 1.0 and "eigenvalue_over_largest[8]" not in num
+    r = x["main_probe"]["results"]
+    assert np.isclose(num["ap.entk[DET]"], r["eNTK"].per_class("ap")[3])
+    assert np.isclose(num["macro.p@q.pca"], r["PCA"].macro()["precision_at_quota"])
+    assert num["macro.p.ap"] == 0.01 and kind["p.auroc[NOUN]"] == "pvalue"
+    assert np.isclose(num["sweep.auroc.random[layer=16]"], x["sweep"][16]["random"]["auroc"])
+    assert np.isclose(num["mean.ablate.pca"], x["steer"]["PCA"]["ablate"].mean())
+    removed = x["steer"]["removed"]
+    assert np.isclose(num["removed_h.e.entk_over_pca"], removed["eNTK"].mean() / removed["PCA"].mean())
+    assert compare_records(d, lmx.record(**x, params=params, table=table).to_dict()) == []
+    # one number moved beyond its tolerance (the table kept): exactly that number is reported
+    for name, move in (("agreeing[PUNCT]", _move_agreement), ("steer.pca[PRON]", _move_steer),
+                       ("removed_h.e.random", _move_removed), ("macro.p.ap", _move_p)):
+        moved = _record_inputs(params.tags)
+        move(moved)
+        problems = compare_records(d, lmx.record(**moved, params=params, table=table).to_dict())
+        assert len(problems) == 1 and problems[0].startswith(f"{name}:"), problems

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,13 +12,14 @@ import entk_lib
 from entk_lib.alignment import subspace_overlap
 from entk_lib.experiments import transformer as tx
 from entk_lib.features import axis_sum_family, fourier_family, fourier_power, key_frequencies, modular_pairs
-from entk_lib.grokking import derivative_peak, grokking_onset
+from entk_lib.grokking import derivative_maxima, derivative_peak, grokking_onset
 from entk_lib.models.transformer import (
     ModularTransformer,
     modular_tokens,
     train_test_split,
     train_transformer,
 )
+from entk_lib.record import compare_records
 
 
 def tiny(seed=0, p=5, dtype=torch.float64):
@@ -235,3 +238,47 @@ def test_claims_follow_the_stated_criteria():
     verdicts = [r.verdict for r in tx.claims_table(bad, params).rows]
     assert verdicts == ["partly reproduced", "partly reproduced", "reproduced", "partly reproduced",
                         "partly reproduced", "partly reproduced"]
+
+
+def _two_rises(epochs, first_at, second_at, second_height):
+    """An overlap that rises twice: slopes peaking at ``first_at`` and ``second_at``."""
+    ep = np.asarray(epochs, dtype=float)
+    return 1 / (1 + np.exp(-(ep - first_at) / 40)) + second_height / (1 + np.exp(-(ep - second_at) / 40))
+
+
+def test_derivative_maxima_lists_competing_peaks_largest_first():
+    epochs = np.arange(0, 1001, 20)
+    maxima = derivative_maxima(epochs, _two_rises(epochs, 200, 700, 0.8))
+    assert [e for e, _ in maxima] == [200, 700] and maxima[0][1] == 1.0 and 0.7 < maxima[1][1] < 0.9
+    assert [e for e, _ in derivative_maxima(epochs, _two_rises(epochs, 200, 700, 0.3))] == [200]
+    assert derivative_maxima(epochs, -epochs) == []
+    with pytest.raises(ValueError, match="rel_height"):
+        derivative_maxima(epochs, epochs, rel_height=0.0)
+
+
+def test_a_seed_with_competing_peaks_on_both_sides_of_the_onset_is_partly():
+    params = tx.TransformerParams(epochs=1000, seeds=[1, 2])
+    ambiguous = fake_result(1, [2, 3, 7], 5.7, 5.6, [200, 400, 600], 300)
+    overlap = 5.7 * _two_rises(ambiguous["track"]["unembed.weight"]["epoch"], 300, 800, 0.9) / 1.9
+    ambiguous["track"]["unembed.weight"]["sum_window"] = list(overlap)
+    good = fake_result(2, [1, 12], 3.9, 3.8, [200, 400, 600], 300)
+    summary = tx.seed_summary(ambiguous, params.checkpoint_every)
+    assert summary["peak_ambiguous"] and [e for e, _ in summary["maxima"]] == [300, 800]
+    rows = tx.claims_table([ambiguous, good], params).rows
+    assert rows[-1].verdict == "partly reproduced" and "ambiguous" in rows[-1].measured
+    assert tx.claims_table([good], params.__class__(epochs=1000, seeds=[2])).rows[-1].verdict == "reproduced"
+
+
+def test_record_of_fake_results_checks_keys_exactly():
+    params = tx.TransformerParams(epochs=1000, seeds=[1, 2])
+    results = [fake_result(1, [2, 3, 7], 5.7, 5.6, [200, 400, 600], 300),
+               fake_result(2, [1, 12], 3.9, 3.8, [200, 400, 600], 300)]
+    for r in results:
+        r["baselines"] = {"sum_window": np.full(50, 0.1), "axis_window": np.full(50, 0.1)}
+        r["history"]["test_acc"][-1] = 1.0
+    rec = tx.record(results, params, tx.claims_table(results, params)).to_dict()
+    assert len(rec["verdicts"]) == 6 and rec["numbers"]["seed=2.key_frequencies[1]"]["value"] == 12
+    assert compare_records(rec, rec) == []
+    moved = json.loads(json.dumps(rec))
+    moved["numbers"]["seed=2.key_frequencies[1]"]["value"] = 11
+    assert [p.split(":")[0] for p in compare_records(rec, moved)] == ["seed=2.key_frequencies[1]"]

@@ -40,6 +40,7 @@ from ..laplacian import laplacian_pair, pair_families, pair_match, two_stage_rot
 from ..models.modular import ModularRun, ModularSetup, train_modular
 from ..params import check_int, check_int_list, check_prime, check_real
 from ..plotting import heatmap, spectrum_plot
+from ..record import ChapterRecord
 from ..regression import faithfulness, kernel_drift, kernel_regression, kernel_target_alignment
 from .modular import cliff_windows
 
@@ -49,6 +50,7 @@ __all__ = [
     "GrokkingParams",
     "analyze_checkpoint",
     "analyze_seed",
+    "record",
     "rotate_second_cliff",
     "rotation_null",
     "run_all",
@@ -617,6 +619,62 @@ def claims_table(summaries: list[dict], results: list[dict], params: GrokkingPar
     table.add(*_row_faithful(summaries))
     table.add(*_row_alignment(summaries, params))
     return table
+
+
+#: Per-seed epochs of training events recorded by :func:`record` (None: the event never happens).
+_RECORD_EPOCHS = ("memorized", "onset", "complete", "second_first_seen", "second_from",
+                  "second_largest_from", "second_strict_seen", "sum_peak", "peak_gap", "align_peak",
+                  "align_gap", "faithful_init", "faithful_tangent")
+
+
+def record(summaries: list[dict], results: list[dict], params: GrokkingParams, table: ClaimsTable,
+           rotations: list[dict] | None = None, rotation_null: np.ndarray | None = None) -> ChapterRecord:
+    """The chapter's verdicts and key numbers (per seed) with their kinds of tolerance.
+
+    Parameters
+    ----------
+    summaries : list of dict
+        :func:`summarize_seed` of every seed.
+    results : list of dict
+        :func:`analyze_seed` of every seed (for the final sum / diff overlaps).
+    params : GrokkingParams
+        The chapter's parameters.
+    table : ClaimsTable
+        :func:`claims_table` for the same summaries.
+    rotations : list of dict, optional
+        :func:`rotate_second_cliff` of every seed (claim 5's one-to-one scores).
+    rotation_null : ndarray, optional
+        :func:`rotation_null` (claim 5's random baseline; its max is recorded).
+
+    Returns
+    -------
+    ChapterRecord
+        Epochs (``epoch``, None for "never"): memorization, onset, completion, the second cliff's
+        first-visible / visible-from / largest-from / strict epochs, the derivative peaks of the
+        sum overlap and of the alignment and their gaps to the onset, the faithfulness epochs and
+        both ends of the 10-90% rise windows. Ratios: the first cliff's drop at initialization,
+        the second cliff's final drop, the eigenvalue gain. Scores: the final sum / diff overlaps
+        (as fractions), the rotation scores per epoch and the null's max.
+    """
+    rec = ChapterRecord(chapter="04_grokking", params=params).add_claims(table)
+    for s in summaries:
+        tag = f"[seed={s['seed']}]"
+        for key in _RECORD_EPOCHS:
+            rec.add(key + tag, s[key], "epoch")
+        for key in ("mag_rise", "acc_rise"):
+            start, end = s[key] if s[key] is not None else (None, None)
+            rec.add(f"{key}.start{tag}", start, "epoch").add(f"{key}.end{tag}", end, "epoch")
+        for key in ("first_cliff_init", "second_ratio_final", "mag_gain"):
+            rec.add(key + tag, s[key], "ratio")
+    for r in results:
+        for family in ("sum", "diff"):
+            rec.add(f"final_overlap.{family}[seed={r['seed']}]", r[f"second_{family}"][-1] / 100, "score")
+    for rot, s in zip(rotations or [], summaries if rotations else [], strict=True):
+        rec.add_many({f"[seed={s['seed']},epoch={e}]": r["score"] for e, r in rot.items()}, "score",
+                     prefix="rotation_score")
+    if rotation_null is not None:
+        rec.add("rotation_null.max", np.max(rotation_null), "score")
+    return rec
 
 
 # --------------------------------------------------------------------------------------------

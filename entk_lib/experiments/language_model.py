@@ -23,9 +23,10 @@ from ..lm import probe as lmp
 from ..lm import steering as lms
 from ..lm.models import load_hub_model, load_offline_gemma, unembedding
 from ..params import check_choice, check_int, check_int_list, check_real
+from ..record import ChapterRecord
 
 __all__ = ["LMParams", "build_windows", "claims_table", "entk_layer", "layer_sweep", "load", "probes",
-           "steering_test"]
+           "record", "steering_test"]
 
 OFFLINE_MODEL = "offline:gemma-3-270m-q4_k_m"
 
@@ -336,6 +337,99 @@ def claims_table(main_probe: dict, pvals: dict, sweep: dict, steer: dict, params
               f"of the PCA one",
               verdict(bool(se > sp and se > sr), partial=bool(se > sr or se > sp)))
     return table
+
+
+# ---- the chapter record ---------------------------------------------------------------------
+
+#: Short names of the methods and metrics in record names.
+_SHORT = {"eNTK": "entk", "PCA": "pca", "random": "random", "ap": "ap", "auroc": "auroc",
+          "precision_at_quota": "p@q"}
+
+
+def record(windows: dict, res: lmk.LanczosResult, main_probe: dict, pvals: dict, sweep: dict, steer: dict,
+           params: LMParams, table: ClaimsTable) -> ChapterRecord:
+    """The chapter's verdicts and key numbers with their kinds of tolerance.
+
+    Parameters
+    ----------
+    windows : dict
+        :func:`build_windows` (its ``agreement`` and ``labels``).
+    res : LanczosResult
+        The main layer's eigenpairs (``entk_layer(...)["lanczos"]``).
+    main_probe, pvals, sweep, steer : dict
+        :func:`probes`, :func:`p_values`, :func:`layer_sweep` and :func:`steering_test`.
+    params : LMParams
+        The chapter's parameters.
+    table : ClaimsTable
+        :func:`claims_table` for the same inputs.
+
+    Returns
+    -------
+    ChapterRecord
+        Exact: the number of windows and the windows per tag. Counts: per tag, the forwarded
+        windows and those whose greedy word agrees (greedy decoding can flip with rounding); tags
+        with p < 0.05; sweep layers where the eNTK leads PCA. Scores: the top eigenvalues over the
+        largest, per-tag and macro AP / AUROC / precision at quota of each method, the sweep's
+        macro AP / AUROC and its best values, the fractions of changed POS per tag and their means.
+        P-values: per tag and macro. Ratios: the mean ``|h.e|`` an ablation removes, per method,
+        and eNTK over PCA.
+    """
+    rec = ChapterRecord(chapter="07_language_model", params=params).add_claims(table)
+    labels = np.asarray(windows["labels"])
+    rec.add("n_windows", labels.size, "exact")
+    for tag, (n_ok, n_all) in windows["agreement"].items():
+        rec.add(f"agreeing[{tag}]", n_ok, "count").add(f"forwarded[{tag}]", n_all, "count")
+    rec.add_many({f"windows[{t}]": int(np.sum(labels == t)) for t in params.tags}, "exact")
+    values = np.asarray(res.values, dtype=float)
+    rec.add("eigenvalue_over_largest", values[:8] / values[0], "score")
+    _record_probes(rec, main_probe, pvals, params)
+    _record_sweep(rec, sweep)
+    _record_steering(rec, steer, params)
+    return rec
+
+
+def _record_probes(rec: ChapterRecord, probe_out: dict, pvals: dict, params: LMParams) -> None:
+    """Per-tag and macro probe metrics (scores) and permutation p-values of :func:`per_tag_table`."""
+    res = probe_out["results"]
+    for metric in ("ap", "auroc", "precision_at_quota"):
+        for m, r in res.items():
+            key = f"{_SHORT[metric]}.{_SHORT[m]}"
+            rec.add_many({f"[{t}]": v for t, v in zip(params.tags, r.per_class(metric), strict=True)},
+                         "score", prefix=key)
+            rec.add(f"macro.{key}", r.macro()[metric], "score")
+    for metric in ("ap", "auroc"):
+        per_tag, macro = pvals[metric]
+        rec.add_many({f"[{t}]": v for t, v in zip(params.tags, per_tag, strict=True)}, "pvalue",
+                     prefix=f"p.{metric}")
+        rec.add(f"macro.p.{metric}", macro, "pvalue")
+        rec.add(f"tags_p_below_0.05.{metric}", int(np.sum(np.asarray(per_tag) < 0.05)), "count")
+
+
+def _record_sweep(rec: ChapterRecord, sweep: dict) -> None:
+    """Macro AP / AUROC per sweep layer, and the numbers claim 3 turns on."""
+    for layer, r in sweep.items():
+        for metric in ("ap", "auroc"):
+            for m in ("eNTK", "PCA", "random"):
+                rec.add(f"sweep.{metric}.{_SHORT[m]}[layer={layer}]", r[m][metric], "score")
+    if sweep:
+        rows = list(sweep.values())
+        rec.add("sweep.best.ap.entk", max(r["eNTK"]["ap"] for r in rows), "score")
+        rec.add("sweep.best.ap.pca", max(r["PCA"]["ap"] for r in rows), "score")
+        rec.add("sweep.largest_gap.ap", max(r["eNTK"]["ap"] - r["PCA"]["ap"] for r in rows), "score")
+        rec.add("sweep.layers_entk_ahead", sum(r["eNTK"]["ap"] > r["PCA"]["ap"] for r in rows), "count")
+
+
+def _record_steering(rec: ChapterRecord, steer: dict, params: LMParams) -> None:
+    """Fractions of changed POS per tag and their means (scores); ``|h.e|`` removed (ratios)."""
+    for mode in ("steer", "ablate"):
+        for m in ("eNTK", "PCA", "random"):
+            values = steer[m][mode]
+            rec.add_many({f"[{t}]": v for t, v in zip(params.tags, values, strict=True)}, "score",
+                         prefix=f"{mode}.{_SHORT[m]}")
+            rec.add(f"mean.{mode}.{_SHORT[m]}", np.mean(values), "score")
+    removed = {m: float(np.mean(steer["removed"][m])) for m in ("eNTK", "PCA", "random")}
+    rec.add_many({_SHORT[m]: v for m, v in removed.items()}, "ratio", prefix="removed_h.e.")
+    rec.add("removed_h.e.entk_over_pca", removed["eNTK"] / removed["PCA"], "ratio")
 
 
 # ---- tables and figures ----------------------------------------------------------------------

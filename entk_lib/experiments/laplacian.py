@@ -49,6 +49,7 @@ from ..laplacian import (
 from ..models.modular import ModularSetup, check_training_fields, train_modular
 from ..params import check_choice, check_int, check_int_list, check_real
 from ..plotting import heatmap
+from ..record import ChapterRecord
 from ..spectrum import top_eigenpairs
 from .modular import cliff_windows
 
@@ -64,6 +65,7 @@ __all__ = [
     "plot_heatmaps",
     "plot_sweep",
     "plot_why",
+    "record",
     "run_all",
     "summarize",
 ]
@@ -321,6 +323,52 @@ def key_numbers(summary: dict, params: LaplacianParams) -> str:
     lines.append(f"untrained first cliff: before {fmt(i['before'].mean())}, after {fmt(i['after'].mean())}"
                  f" ({_ints(i['after_above'])} of {d} above {params.match_threshold:g})")
     return "\n".join(lines)
+
+
+def record(summary: dict, params: LaplacianParams, table: ClaimsTable) -> ChapterRecord:
+    """The chapter's verdicts and key numbers with their kinds of tolerance.
+
+    Parameters
+    ----------
+    summary : dict
+        Output of :func:`summarize`.
+    params : LaplacianParams
+        The chapter's parameters.
+    table : ClaimsTable
+        Output of :func:`claims_table` for the same ``summary``.
+
+    Returns
+    -------
+    ChapterRecord
+        Per cliff (``first``, ``second``) and for the untrained first cliff (``init``), means over
+        seeds. Scores: matched means, ceiling, learned / one-stage / random-graph scores (random:
+        the max over seeds and graphs too), max and mean |Ritz - pure| and its random-subspace
+        value, the learned graph's edge fractions per line family and its matched mean per k of
+        ``knn_sweep``. Counts: directions above ``match_threshold`` (thresholded per seed, so not
+        exact); the verdicts that turn on them per seed are checked exactly.
+    """
+    rec = ChapterRecord(chapter="05_laplacian_rotation", params=params).add_claims(table)
+    for c in CLIFFS:
+        s = summary[c]
+        for key in ("before", "after", "variant"):
+            rec.add(f"{c}.matched_{key}", s[key].mean(), "score")
+            rec.add(f"{c}.above_{key}", s[f"{key}_above"].mean(), "count")
+        for key in ("ceiling", "learned", "single", "random"):
+            rec.add(f"{c}.{key}", s[key].mean(), "score")
+        rec.add(f"{c}.learned_above", s["learned_above"].mean(), "count")
+        rec.add(f"{c}.random_max", s["random_max"].max(), "score")
+        rec.add(f"{c}.ritz_dev_max", s["ritz_dev"].max(), "score")
+        rec.add(f"{c}.ritz_dev_mean", s["ritz_dev"].mean(), "score")
+        rec.add(f"{c}.ritz_dev_random", s["ritz_dev_random"].mean(), "score")
+        for line, fraction in s["edge_fractions"].items():
+            rec.add(f"{c}.edges[{line}]", fraction.mean(), "score")
+        for k, matched in s["knn_sweep"].items():
+            rec.add(f"{c}.knn[k={k}]", matched.mean(), "score")
+    i = summary["init"]
+    rec.add("init.matched_before", i["before"].mean(), "score")
+    rec.add("init.matched_after", i["after"].mean(), "score")
+    rec.add("init.above_after", i["after_above"].mean(), "count")
+    return rec
 
 
 def _one_to_one(s: dict, key: str, d: int) -> tuple[bool, bool]:

@@ -37,6 +37,7 @@ from ..models.modular import ModularMLP, ModularSetup, check_training_fields, tr
 from ..operator import entk_operator
 from ..params import check_int, check_int_list, check_real, check_real_list
 from ..plotting import heatmap, spectrum_plot
+from ..record import ChapterRecord
 from ..spectrum import cliff_ratios, find_cliffs, top_eigenpairs
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "cliff_windows",
     "flattened_analysis",
     "null_overlaps",
+    "record",
     "rescaled_total",
     "run_all",
 ]
@@ -541,6 +543,47 @@ def _causal_row(summary: dict, params: ModularParams) -> tuple[str, str, str, st
             f"Haar {fmt_spread(cz['random_energy'])}, pulled-back {fmt_spread(cz['pulled_energy'])}, "
             f"top singular {fmt_spread(cz['svd_energy'])}",
             _grade(bool(ok.all()), bool(ok.any())))
+
+
+def record(summary: dict, params: ModularParams, table: ClaimsTable,
+           flat: list[dict] | None = None) -> ChapterRecord:
+    """The chapter's verdicts and key numbers (means over seeds) with their kinds of tolerance.
+
+    Exact: cliff positions (class_mean per seed, flattened), the rank of the second drop, the
+    grokking epochs (50% test accuracy, recorded every epoch) are ``epoch``; drop ratios,
+    overlaps, p-values and accuracies after ablation have the tolerances of their kinds.
+    """
+    rec = ChapterRecord("03_modular_addition", params).add_claims(table)
+    rec.add("grok_epoch", summary["grok_epoch"], "epoch")
+    rec.add("final_test_acc", summary["final_test_acc"].mean(), "accuracy")
+    for i, cliffs in enumerate(summary["cm_cliffs"]):
+        rec.add(f"class_mean.cliffs[seed={params.seeds[i]}]", list(map(int, cliffs)), "exact")
+    rec.add("class_mean.ratio[leading, first, second]", summary["cm_ratios"].mean(0), "ratio")
+    rec.add("class_mean.second_drop_rank", summary["cm_drop_rank"][:, 1], "exact")
+    rec.add("per_class.share_with_cliff[first, second]", summary["pc_has"].mean(0), "score")
+    rec.add("per_class.median_ratio[first, second]", np.median(summary["pc_ratios"], axis=0), "ratio")
+    rec.add("layer1_cliff_seeds[final, init]", [int(summary["l1_final"].sum()),
+                                                int(summary["l1_init"].sum())], "exact")
+    rec.add("layer2_ratio_at_first", summary["l2_ratio"].mean(), "ratio")
+    rec.add("first_vs_layer1_overlap", summary["first_vs_layer1"].mean(), "overlap")
+    for w, f in (("first", "a"), ("first", "b"), ("second", "sum"), ("second", "diff")):
+        rec.add(f"overlap.{w}.{f}", summary[f"{w}_{f}"].mean(), "overlap")
+        rec.add(f"p_value.{w}.{f}", summary[f"p_{w}_{f}"].max(), "pvalue")
+    rec.add_many({"mean": summary["null_mean"], "max": summary["null_max"]}, "overlap", "null.")
+    rep = summary["reparam"]
+    for i, s in enumerate(rep["s"]):
+        for key in ("first_a", "first_b", "second_sum", "second_diff"):
+            rec.add(f"reparam[s={s:g}].{key}", rep[key][i].mean(), "overlap")
+    cz = summary["causal"]
+    for key in ("base_acc", "first_acc", "second_acc", "next_acc", "random_acc", "pulled_acc", "svd_acc"):
+        rec.add(f"causal.{key}", cz[key].mean(), "accuracy")
+    rec.add_many({k: cz[k].max() for k in ("second_p", "second_p_pulled")}, "pvalue", "causal.")
+    for f in flat or []:
+        rec.add(f"flattened[seed={f['seed']}].cliffs", list(map(int, f["cliffs"])), "exact")
+        rec.add(f"flattened[seed={f['seed']}].layer2_cliffs", list(map(int, f["layer2_cliffs"])), "exact")
+        rec.add(f"flattened[seed={f['seed']}].largest_drop", f["largest_drops"][0][0], "exact")
+        rec.add(f"flattened[seed={f['seed']}].largest_ratio", f["largest_drops"][0][1], "ratio")
+    return rec
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,11 +19,12 @@ from ..claims import ClaimsTable, fmt, verdict
 from ..kernel import entk
 from ..models.mlp import MLP, two_moons
 from ..params import check_choice, check_int, check_int_list, check_real
+from ..record import ChapterRecord
 from ..regression import faithfulness, kernel_drift, kernel_regression
 from ..training import train
 
-__all__ = ["CRITERIA", "ReviewParams", "claims_table", "criteria_text", "run_width", "summarize",
-           "width_sweep"]
+__all__ = ["CRITERIA", "ReviewParams", "claims_table", "criteria_text", "record", "run_width",
+           "summarize", "width_sweep"]
 
 #: The claims table's thresholds, fixed before the runs (stated in the chapter by
 #: :func:`criteria_text`, used by :func:`claims_table`).
@@ -202,3 +203,42 @@ def claims_table(summary: dict, params: ReviewParams) -> ClaimsTable:
                   for w, r in zip(params.widths, ranks, strict=True)),
               verdict(all(ok), partial=any(ok)))
     return table
+
+
+def record(summary: dict, params: ReviewParams, table: ClaimsTable) -> ChapterRecord:
+    """The chapter's verdicts and key numbers (means over seeds, per width) with their kinds.
+
+    Parameters
+    ----------
+    summary : dict
+        Output of :func:`summarize`.
+    params : ReviewParams
+        The chapter's parameters.
+    table : ClaimsTable
+        Output of :func:`claims_table` for the same ``summary``.
+
+    Returns
+    -------
+    ChapterRecord
+        Ratios: kernel drift, its log-log slope and the test-loss ratios. Accuracy: the accuracy
+        gaps (network minus linearized model). Scores: test R^2 of Eq. (1) and Eq. (3), the
+        top-10 share of the trace, and per width the best truncated R^2 within the allowed rank
+        ``N / rank_fraction`` (None: no rank of ``ranks`` is that small). Loose: the smallest
+        rank reaching R^2 >= ``truncation_r2`` (None: none), a threshold crossing on the ``ranks``
+        grid, allowed to halve or double; the verdict it decides is checked exactly.
+    """
+    rec = ChapterRecord(chapter="01_ntk_review", params=params).add_claims(table)
+    rec.add("drift_slope", summary["drift_slope"], "ratio")
+    kinds = {"drift": "ratio", "r2_k0": "score", "r2_kt": "score", "loss_ratio_k0": "ratio",
+             "loss_ratio_kt": "ratio", "acc_gap_k0": "accuracy", "acc_gap_kt": "accuracy",
+             "top10_share": "score"}
+    limit = params.n_train // CRITERIA["rank_fraction"]
+    allowed = [i for i, r in enumerate(params.ranks) if r <= limit]
+    ranks = smallest_rank(summary, params.ranks)
+    for key, kind in kinds.items():
+        for w, value in zip(params.widths, summary[key], strict=True):
+            rec.add(f"{key}[w={w}]", value, kind)
+    for w, row, rank in zip(params.widths, summary["truncation_r2"], ranks, strict=True):
+        rec.add(f"truncation_r2[w={w},rank<={limit}]", np.max(row[allowed]) if allowed else None, "score")
+        rec.add(f"smallest_rank[w={w}]", rank, "loose")
+    return rec

@@ -47,6 +47,7 @@ from ..models.tms import (
 )
 from ..params import check_int, check_int_list, check_list, check_real, check_real_list
 from ..plotting import heatmap, spectrum_plot
+from ..record import ChapterRecord
 from ..spectrum import cliff_ratios, find_cliffs, top_eigenpairs
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "plot_trap",
     "plot_wtw",
     "key_numbers",
+    "record",
     "feature_view",
     "subspace_capture",
     "block_indicators",
@@ -613,6 +615,44 @@ def _lines_claim(summary: list[dict], params: TMSParams, beta: float) -> tuple[s
             f"{_ms(row['block']['unrep_best_raw'])}, their best feature score {_ms(b['unrep_best_score'])}")
     measured = "; ".join(parts)
     return claim, paper, measured, _runs_verdict([row["beta"][beta]["lines_pass"] for row in sparse])
+
+
+_RECORD_KINDS = {"matched_raw": "score", "count_raw": "count", "matched_score": "score",
+                 "count_score": "count", "top_r_score": "score", "feature_capture": "score",
+                 "bias_capture": "score"}
+
+
+def record(summary: list[dict], params: TMSParams, table: ClaimsTable) -> ChapterRecord:
+    """The chapter's verdicts and key numbers (means over seeds) with their kinds of tolerance.
+
+    Exact: represented-feature counts per seed, the first cliff per seed (None: no drop reaches
+    ``cliff_threshold``), how many seeds have their largest drop at n (beta = 0). Ratios: the drop
+    ratios at n and at r. Scores and counts: every alignment number of the key-numbers table.
+    """
+    rec = ChapterRecord("02_tms", params).add_claims(table)
+    n = params.n_features
+    for row in summary:
+        label = f"m={row['m']},S={row['S']:g}"
+        rec.add(f"{label}.represented", row["represented"], "exact")
+        for beta, b in row["beta"].items():
+            key = f"{label}.beta={beta:g}"
+            rec.add(f"{key}.first_cliff", b["first_cliff"], "exact")
+            rec.add(f"{key}.ratio_at_n", b["ratio_at_n"].mean(), "ratio")
+            rec.add(f"{key}.ratio_at_r", b["ratio_at_r"].mean(), "ratio")
+            if beta == 0.0:
+                rec.add(f"{key}.seeds_with_largest_drop_at_n", int((b["largest_drop"] == n).sum()), "exact")
+        for name, b in [(f"beta={beta:g}", row["beta"][beta]) for beta in params.betas] + \
+                [("block", row["block"]), ("random", row["random"])]:
+            for k, kind in _RECORD_KINDS.items():
+                if k in b:
+                    rec.add(f"{label}.{name}.{k}", np.nanmean(b[k]) if np.isfinite(b[k]).any() else None,
+                            kind)
+        sparse = np.median(row["represented"]) >= SUPERPOSITION_RATIO * row["m"]
+        if sparse:
+            b = row["beta"][params.betas[-1]]
+            for k in ("kept", "cover1", "cover2", "argmax_cover1", "argmax_cover2"):
+                rec.add(f"{label}.lines.{k}", b[k].mean(), "count" if k == "kept" else "score")
+    return rec
 
 
 # --------------------------------------------------------------------------------------------
