@@ -16,10 +16,11 @@ parameters (nbval, a user's re-run) :meth:`ChapterRecord.check` compares this ru
 committed record and prints one line when everything agrees, or every disagreement otherwise, so
 that nbval, which checks that printed line, fails with a readable list.
 
-The tolerances below were chosen from measured spreads: the same chapters executed on two x86-64
-processors (Intel and AMD EPYC, both AVX2) and, on one machine, under a second CPU code path
-(``MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default``); each is at least about twice the largest
-deviation seen for its kind (the measured figures are in each kind's ``why`` text).
+The tolerances below were chosen from measured spreads: the chapters' stored outputs from the
+machine that first executed them against the same chapters executed on a 2-core AMD EPYC (AVX2,
+MKL), and, on that machine, against a second CPU code path
+(``MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default``, ``tools/perturbed_run.py``); each is at
+least twice the largest change seen for its kind (given in each kind's ``why`` text).
 """
 
 from __future__ import annotations
@@ -77,23 +78,25 @@ class Tolerance:
 #: Tolerance per kind of number (see the module docstring for how they were chosen).
 KINDS: dict[str, Tolerance] = {
     "exact": Tolerance(why="integers that define a result (cliff positions, key frequencies, "
-                           "represented-feature counts, verdict counts): equal on every machine seen"),
-    "ratio": Tolerance(rel=0.15, why="eigenvalue drop ratios lambda_k/lambda_(k+1): largest change "
-                                     "seen 10% (key-frequency ratio 33 -> 30), most below 3%"),
+                           "represented-feature counts, verdict counts): no change seen"),
+    "ratio": Tolerance(rel=0.10, why="eigenvalue drop ratios lambda_k/lambda_(k+1) and kernel drifts: "
+                                     "largest change seen 1.7% (TMS ratio at r, 1.20 -> 1.18)"),
     "overlap": Tolerance(abs=0.5, why="subspace overlaps (sum of squared projections, out of a family "
-                                      "dimension of 4-28): largest change seen 0.1"),
+                                      "dimension of 4-28): largest change seen 0.02"),
     "score": Tolerance(abs=0.05, why="numbers in [0, 1]: |cos|, matched scores, R^2, AP, AUROC, "
                                      "fractions of features or windows: largest change seen 0.02"),
-    "accuracy": Tolerance(abs=0.1, why="test accuracies after an intervention, means over seeds: "
-                                       "largest change seen 0.04 (ablation 0.10 -> 0.14)"),
+    "accuracy": Tolerance(abs=0.15, why="test accuracies (and their gaps), means over seeds: largest "
+                                        "change seen 0.067 (accuracy after ablating W2's top singular "
+                                        "directions, a network near collapse: 0.10 -> 0.036)"),
     "count": Tolerance(abs=2.0, why="mean counts over seeds of features or directions above a "
                                     "threshold: largest change seen 0.7 (11.0 -> 11.7)"),
     "epoch": Tolerance(abs=20, rel=0.15, why="epochs of training events, checkpointed every 10-20 "
                                              "epochs: largest change seen 120 of 1440 (8%)"),
-    "pvalue": Tolerance(abs=0.02, why="permutation and null-draw p-values: largest change seen 0.002"),
-    "loose": Tolerance(rel=1.0, why="numbers reported for context only, that chaotic training moves "
-                                    "by up to a factor of two (e.g. a bistable derivative peak); "
-                                    "their verdicts are checked exactly"),
+    "pvalue": Tolerance(abs=0.02, why="permutation and null-draw p-values: no change seen (they rest on "
+                                      "seeded draws)"),
+    "loose": Tolerance(rel=1.0, why="numbers reported for context only, that rounding moves by up to "
+                                    "half (the Transformer's key-frequency energy ratio 83 -> 56, a "
+                                    "ratio to the small non-key powers); their verdicts are exact"),
 }
 
 
