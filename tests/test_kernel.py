@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import TiedUnembed, TinySeq, finite_difference_jacobian, mlp
 from torch import nn
 
 import entk_lib
+from conftest import TiedUnembed, TinySeq, finite_difference_jacobian, mlp
 from entk_lib import COLLAPSES, entk, entk_by_layer, entk_jacobian
 
 
