@@ -27,9 +27,9 @@ def start_perturbed_run() -> dict:
 def pytest_collection_modifyitems(config, items):
     """When the perturbed re-execution test is selected, it re-executes the chaotic chapters
     (``PERTURBED_CHAPTERS``) under another CPU code path and checks them against their records;
-    their plain nbval items are then left out, so that each chapter runs once per session. The
-    re-execution starts now, in a subprocess, and runs beside the other tests (two cores rarely
-    both stay busy in one notebook); the test itself is moved to the end, where it waits for it.
+    their plain nbval items are then left out, so that each chapter runs once per session, and the
+    test runs last. (It does not run beside the other notebooks: two torch processes with a thread
+    per core each made both several times slower on two cores, the OpenMP threads spinning.)
     ``pytest book/02_tms.ipynb`` (or ``-m "not perturbed"``) still re-executes them plainly."""
     perturbed = [item for item in items if item.get_closest_marker("perturbed")]
     if not perturbed:
@@ -39,8 +39,6 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = [item for item in items if item not in dropped and item not in perturbed] + perturbed
-    if not config.option.collectonly:
-        config.entk_perturbed_run = start_perturbed_run()
 
 
 def pytest_configure(config):

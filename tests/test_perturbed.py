@@ -3,9 +3,9 @@
 Re-executes them (nbval, fresh model cache) with torch's unvectorized kernels and MKL's compatible
 path (``tools/perturbed_run.py``): the rounding of another processor, made on this one. Their last
 cell compares verdicts and key numbers with ``book/claims/<chapter>.json`` within the tolerances of
-``entk_lib.record.KINDS``. In a full session the root conftest starts this run in the background at
-collection and runs this test last; alone, the test starts it itself. Slow (many minutes):
-deselect with ``-m "not perturbed"``.
+``entk_lib.record.KINDS``. In a full session the root conftest runs this test last and leaves out
+the plain re-execution of those chapters. Slow (about half an hour on two cores): deselect with
+``-m "not perturbed"``.
 """
 
 from __future__ import annotations
