@@ -103,3 +103,16 @@ def finite_difference_jacobian(model, x, eps=1e-6):
                 cols.append((up - down) / (2 * eps))
     jac = torch.stack(cols, dim=-1)  # (N, C, P)
     return jac.transpose(0, 1)
+
+
+def check_record_well_formed(record: dict, table, chapter: str) -> None:
+    """A chapter record (``ChapterRecord.to_dict()``): its chapter, one verdict per claims row,
+    known kinds, finite or None values, and no disagreement with itself."""
+    import math
+
+    from entk_lib.record import KINDS, compare_records
+
+    assert record["chapter"] == chapter and len(record["verdicts"]) == len(table.rows)
+    assert all(n["kind"] in KINDS for n in record["numbers"].values())
+    assert all(n["value"] is None or math.isfinite(n["value"]) for n in record["numbers"].values())
+    assert compare_records(record, record) == []

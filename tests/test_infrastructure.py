@@ -117,21 +117,18 @@ def test_ntk_review_pipeline_small_and_validated():
 
 def test_ntk_review_record_of_the_small_pipeline():
     import copy
-    import math
 
+    from conftest import check_record_well_formed
     from entk_lib.experiments import ntk_review as review
-    from entk_lib.record import KINDS, compare_records
+    from entk_lib.record import compare_records
 
     p = review.ReviewParams(widths=[8, 32], n_train=16, n_test=16, steps=20, seeds=[0], ranks=[1, 4, 16])
     summary = review.summarize(review.width_sweep(p, progress=False), p)
     table = review.claims_table(summary, p)
     r = review.record(summary, p, table).to_dict()
-    assert r["chapter"] == "01_ntk_review" and len(r["verdicts"]) == len(table.rows)
-    assert all(n["kind"] in KINDS for n in r["numbers"].values())
-    assert all(n["value"] is None or math.isfinite(n["value"]) for n in r["numbers"].values())
+    check_record_well_formed(r, table, "01_ntk_review")
     assert {"drift[w=8]", "drift_slope", "acc_gap_kt[w=32]", "smallest_rank[w=32]",
             "truncation_r2[w=8,rank<=1]"} <= set(r["numbers"])
-    assert compare_records(r, r) == []
     moved = copy.deepcopy(r)
     moved["numbers"]["r2_k0[w=32]"]["value"] += 0.04  # within the score tolerance (0.05)
     assert compare_records(r, moved) == []

@@ -334,23 +334,21 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
 
 def test_record_of_the_tiny_pipeline(tmp_path, monkeypatch):
     import copy
-    import math
+
+    from conftest import check_record_well_formed
 
     monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
     from entk_lib.experiments import laplacian as ch
-    from entk_lib.record import KINDS, compare_records
+    from entk_lib.record import compare_records
 
     params = ch.LaplacianParams(p=7, width=16, epochs=20, seeds=[0, 1], random_graphs=2, knn_sweep=[2],
                                 extra_sweep=[0, 2])
     summary = ch.summarize(ch.run_all(params, progress=False), params)
     table = ch.claims_table(summary, params)
     r = ch.record(summary, params, table).to_dict()
-    assert r["chapter"] == "05_laplacian_rotation" and len(r["verdicts"]) == len(table.rows)
-    assert all(n["kind"] in KINDS for n in r["numbers"].values())
-    assert all(n["value"] is None or math.isfinite(n["value"]) for n in r["numbers"].values())
+    check_record_well_formed(r, table, "05_laplacian_rotation")
     assert {"first.matched_after", "second.above_variant", "second.edges[diff]", "first.knn[k=2]",
             "init.above_after"} <= set(r["numbers"])
-    assert compare_records(r, r) == []
     moved = copy.deepcopy(r)
     moved["numbers"]["second.matched_after"]["value"] += 0.04  # within the score tolerance (0.05)
     moved["numbers"]["first.above_after"]["value"] += 1.5  # within the count tolerance (2)
