@@ -13,7 +13,7 @@ from .kernel import (
     entk_plan,
 )
 from .operator import EntkOperator, entk_operator
-from .spectrum import Eigenpairs, cliff_ratios, find_cliffs, top_eigenpairs
+from .spectrum import CliffRule, Drops, Eigenpairs, cliff_ratios, describe_drops, find_cliffs, top_eigenpairs
 
 __version__ = "0.1.0"
 
@@ -22,10 +22,13 @@ __all__ = [
     "Eigenpairs",
     "EntkOperator",
     "KernelTooLargeError",
+    "CliffRule",
+    "Drops",
     "LowRankKernel",
     "Route",
     "choose_route",
     "cliff_ratios",
+    "describe_drops",
     "entk",
     "entk_by_layer",
     "entk_eigenpairs",

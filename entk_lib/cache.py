@@ -18,7 +18,11 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cache_dir", "cached", "params_hash"]
+__all__ = ["STATS", "cache_dir", "cached", "params_hash"]
+
+#: Entries this process read from the cache (``hits``) and computed (``misses``): a chapter's
+#: cost (:func:`entk_lib.resources.run_cost`) says whether it ran from a warm cache.
+STATS = {"hits": 0, "misses": 0}
 
 T = TypeVar("T")
 logger = logging.getLogger("entk_lib")
@@ -48,9 +52,12 @@ def cached(namespace: str, params: dict[str, Any], compute: Callable[[], T]) -> 
     path = folder / f"{key}.pt"
     if path.exists():
         try:
-            return torch.load(path, weights_only=False)
+            result = torch.load(path, weights_only=False)
+            STATS["hits"] += 1
+            return result
         except Exception as exc:  # noqa: BLE001 - a corrupt entry is recomputed
             logger.warning("cache entry %s unreadable (%s); recomputing", path, exc)
+    STATS["misses"] += 1
     result = compute()
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda f: torch.save(result, f))

@@ -1,7 +1,11 @@
-"""The claims table that closes every chapter: the paper's claim, its value, ours, a verdict.
+"""The claims table that closes every chapter: the paper's claim, where the paper makes it, its
+value, ours, a baseline and a verdict.
 
-The table renders as Markdown in the book and as fixed-width text for nbval, which compares both
-representations on re-execution; put only rounded, seeded numbers in it.
+Every row names its ``source`` in the paper (version and place: section, figure, table,
+footnote) and its ``kind``: ``paper`` (a claim the paper makes), ``referee`` (a question a referee
+of the paper would ask, answered here) or ``ours`` (an extension beyond the paper). The
+``measured`` cell leads with the number the verdict turns on; per-seed spreads and secondary
+numbers go in ``details``, which the rendered table shows in a dropdown under the table.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VERDICTS", "ClaimsTable", "fmt", "fmt_spread", "verdict"]
+__all__ = ["KINDS", "VERDICTS", "ClaimsTable", "fmt", "fmt_spread", "verdict"]
 
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
+
+#: What a row is: the paper's claim, a referee's question, or our extension beyond the paper.
+KINDS = {"paper": "the paper's claim", "referee": "a referee's question", "ours": "ours, beyond the paper"}
 
 
 def verdict(ok: bool | None, *, partial: bool = False) -> str:
@@ -40,42 +47,66 @@ def fmt_spread(values, digits: int = 2) -> str:
 
 
 @dataclass
-class _Row:
+class Row:
     claim: str
+    source: str
+    kind: str
     paper: str
     measured: str
+    baseline: str
     verdict: str
+    details: str
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 class ClaimsTable:
-    """Rows of (claim, paper reports, this run measured, verdict)."""
+    """Rows of (claim, source in the paper, kind, paper reports, measured, baseline, verdict)."""
 
-    columns = ("#", "claim", "paper", "measured here", "verdict")
+    columns = ("#", "claim", "where in the paper", "kind", "paper", "measured here", "baseline", "verdict")
 
     def __init__(self, title: str):
         self.title = title
-        self.rows: list[_Row] = []
+        self.rows: list[Row] = []
 
-    def add(self, claim: str, paper: str, measured: str, verdict_text: str) -> ClaimsTable:
+    def add(self, claim: str, paper: str, measured: str, verdict_text: str, *, source: str,
+            kind: str = "paper", baseline: str = "", details: str = "") -> ClaimsTable:
+        """One row. ``source`` (required) is the version and place in the paper, e.g.
+        ``"v1 Sec. 3, fn. 3"``; for rows of kind ``ours`` it names what the row extends."""
         if verdict_text not in VERDICTS:
             raise ValueError(f"`verdict_text` must be one of {VERDICTS}, got {verdict_text!r}")
-        self.rows.append(_Row(claim, paper, measured, verdict_text))
+        if kind not in KINDS:
+            raise ValueError(f"`kind` must be one of {tuple(KINDS)}, got {kind!r}")
+        if not source.strip():
+            raise ValueError("`source` must name the version and place in the paper, got ''")
+        self.rows.append(Row(claim, source, kind, paper, measured, baseline or "—", verdict_text, details))
         return self
 
     def _cells(self) -> list[tuple[str, ...]]:
-        return [(str(i + 1), r.claim, r.paper, r.measured, r.verdict) for i, r in enumerate(self.rows)]
+        return [(str(i + 1), r.claim, r.source, r.kind, r.paper, r.measured, r.baseline, r.verdict)
+                for i, r in enumerate(self.rows)]
 
     def _repr_markdown_(self) -> str:
         head = "| " + " | ".join(self.columns) + " |\n|" + "---|" * len(self.columns) + "\n"
-        body = "".join("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"
-                       for cells in self._cells())
-        return f"**{self.title}**\n\n" + head + body
+        body = "".join("| " + " | ".join(_md(c) for c in cells) + " |\n" for cells in self._cells())
+        details = [(i + 1, r.details) for i, r in enumerate(self.rows) if r.details]
+        out = f"**{self.title}**\n\n" + head + body
+        if details:
+            items = "\n".join(f"- **{i}.** {text}" for i, text in details)
+            summary = "<summary>Details: per-seed values and secondary numbers</summary>"
+            out += f"\n<details>{summary}\n\n{items}\n\n</details>\n"
+        return out
 
     def __repr__(self) -> str:
         lines = [self.title]
-        for cells in self._cells():
-            lines.append(f"{cells[0]}. {cells[1]}")
-            lines.append(f"   paper: {cells[2]} | measured: {cells[3]} | verdict: {cells[4]}")
+        for cells, row in zip(self._cells(), self.rows, strict=True):
+            lines.append(f"{cells[0]}. {cells[1]} [{row.source}; {row.kind}]")
+            lines.append(f"   paper: {cells[4]} | measured: {cells[5]} | baseline: {cells[6]} "
+                         f"| verdict: {cells[7]}")
+            if row.details:
+                lines.append(f"   details: {row.details}")
         return "\n".join(lines)
 
     def verdict_counts(self) -> dict[str, int]:

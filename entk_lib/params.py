@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "check_cliff_fields",
     "check_choice",
     "check_int",
     "check_int_list",
@@ -77,6 +78,13 @@ def check_real(
     if too_low or too_high:
         raise ValueError(f"`{name}` must be a number{interval}, got {value}")
     return value
+
+
+def check_cliff_fields(prominence: Any, min_ratio: Any) -> tuple[float, float]:
+    """A chapter's ``cliff_prominence`` and ``cliff_min_ratio`` (the book's cliff rule,
+    :class:`entk_lib.spectrum.CliffRule`), validated under those names."""
+    return (check_real("cliff_prominence", prominence, low=0.0),
+            check_real("cliff_min_ratio", min_ratio, low=1.0, low_inclusive=False))
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:

@@ -37,6 +37,7 @@ import numpy as np
 
 from .cache import params_hash
 from .claims import ClaimsTable
+from .resources import run_cost
 
 __all__ = ["KINDS", "PERTURBED_CHAPTERS", "PERTURBED_ENV", "ChapterRecord", "Tolerance", "claims_dir",
            "compare_records"]
@@ -149,6 +150,9 @@ class ChapterRecord:
     params: Any
     verdicts: list[dict] = field(default_factory=list)
     numbers: dict[str, dict] = field(default_factory=dict)
+    #: wall time and peak memory of the execution (:func:`entk_lib.resources.run_cost`), set by
+    #: :meth:`check`; saved with the record but never compared
+    cost: dict | None = None
 
     def __post_init__(self):
         self.params = _plain(self.params)
@@ -157,7 +161,8 @@ class ChapterRecord:
     def add_claims(self, table: ClaimsTable) -> ChapterRecord:
         """The verdict of every row of a claims table (rows keyed by their number)."""
         for i, row in enumerate(table.rows, start=1):
-            self.verdicts.append({"row": i, "claim": row.claim, "verdict": row.verdict})
+            self.verdicts.append({"row": i, "claim": row.claim, "source": row.source, "kind": row.kind,
+                                  "verdict": row.verdict})
         return self
 
     def add(self, name: str, value: Any, kind: str) -> ChapterRecord:
@@ -180,8 +185,11 @@ class ChapterRecord:
 
     # -- storage -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"chapter": self.chapter, "params_hash": params_hash(self.params), "params": self.params,
-                "verdicts": self.verdicts, "numbers": self.numbers}
+        out = {"chapter": self.chapter, "params_hash": params_hash(self.params), "params": self.params,
+               "verdicts": self.verdicts, "numbers": self.numbers}
+        if self.cost is not None:
+            out["cost"] = self.cost
+        return out
 
     def save(self, path: Path) -> Path:
         """Write atomically (temporary file, then rename)."""
@@ -204,6 +212,7 @@ class ChapterRecord:
     def check(self) -> str:
         """Compare with the committed record (or write it, under ``ENTK_RECORD_CLAIMS=1``) and
         return the text to print: one line when all agree, every disagreement otherwise."""
+        self.cost = run_cost()  # kept with the record, never compared (it depends on the machine)
         fresh = self.to_dict()
         if os.environ.get(OUT_ENV):
             self.save(Path(os.environ[OUT_ENV]) / f"{self.chapter}.json")
@@ -266,3 +275,71 @@ def compare_records(stored: dict, fresh: dict) -> list[str]:
             problems.append(f"{name}: {a['value']:.6g} -> {b['value']:.6g} "
                             f"(kind {b['kind']}, tolerance {tol.text()})")
     return problems
+
+
+SUMMARY_HEADER = """# What reproduces: every claim of the book
+
+Every chapter ends with a table of the paper's claims against what its execution measured. This
+page gathers those verdicts in one place. It is generated from the records that the chapters'
+executions write (`book/claims/<chapter>.json`, by `python tools/execute_chapters.py`), and a test
+checks that it matches them, so it cannot drift from the chapters. The rules that decide each
+verdict are stated in each chapter before its results; the measured values, baselines and details
+are in the chapter's own table.
+
+*Kind*: **paper**, a claim the paper makes (the place in the paper is given: v1 is the text of
+version 1; v4 places come from a reading of version 4); **referee**, a question a referee would ask
+and the chapter answers; **ours**, an extension beyond the paper.
+"""
+
+
+def summary_markdown(directory: Path | None = None) -> str:
+    """The reproduction summary page (``book/summary.md``) from every chapter record in
+    ``directory`` (default :func:`claims_dir`): counts of verdicts per chapter, then every claim."""
+    from .claims import VERDICTS
+
+    directory = claims_dir() if directory is None else Path(directory)
+    records = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+    if not records:
+        raise FileNotFoundError(f"no chapter records (*.json) in {directory}")
+    head = "| chapter | " + " | ".join(VERDICTS) + " | claims |\n|---|" + "---|" * (len(VERDICTS) + 1)
+    lines = [SUMMARY_HEADER, "## Verdicts by chapter", "", head]
+    totals = dict.fromkeys(VERDICTS, 0)
+    for rec in records:
+        counts = {v: sum(r["verdict"] == v for r in rec["verdicts"]) for v in VERDICTS}
+        for v in VERDICTS:
+            totals[v] += counts[v]
+        lines.append(f"| [{rec['chapter']}]({rec['chapter']}.ipynb) | "
+                     + " | ".join(str(counts[v]) for v in VERDICTS) + f" | {len(rec['verdicts'])} |")
+    lines.append("| **all** | " + " | ".join(f"**{totals[v]}**" for v in VERDICTS)
+                 + f" | **{sum(totals.values())}** |")
+    lines += ["", "Of the paper's own claims only (kind *paper*):", "",
+              "| " + " | ".join(VERDICTS) + " |", "|" + "---|" * len(VERDICTS)]
+    paper = [r for rec in records for r in rec["verdicts"] if r.get("kind", "paper") == "paper"]
+    lines.append("| " + " | ".join(str(sum(r["verdict"] == v for r in paper)) for v in VERDICTS) + " |")
+    lines += ["", "## What each chapter costs", "",
+              "Measured by the execution that wrote each record (`entk_lib.resources.run_cost`): wall time "
+              "of the notebook's kernel from its start, its peak resident memory and that of its largest "
+              "subprocess, the torch threads it used, and how many model-cache entries it read and "
+              "computed (`?`: not counted by that execution). Wall times depend on the machine, the "
+              "threads, the cache and on what else ran beside the chapter, so read them as rough "
+              "figures; the memory peaks hold across machines. A chapter prints the same line for your "
+              "own run at its end.", "",
+              "| chapter | wall time | peak resident memory | largest subprocess | torch threads "
+              "| cache read / computed | machine |",
+              "|---|---|---|---|---|---|---|"]
+    for rec in records:
+        c = rec.get("cost")
+        if c:
+            lines.append(f"| {rec['chapter']} | {c['wall_s'] / 60:.1f} min | {c['peak_rss_gib']:.2f} GiB | "
+                         f"{c['child_peak_rss_gib']:.2f} GiB | {c.get('threads') or '?'} | "
+                         f"{c.get('cache_hits', '?')} / {c.get('cache_misses', '?')} | {c['machine']} |")
+        else:
+            lines.append(f"| {rec['chapter']} | not measured | | | | | |")
+    lines += ["", "## Every claim", "", "| chapter | # | where in the paper | kind | claim | verdict |",
+              "|---|---|---|---|---|---|"]
+    for rec in records:
+        for r in rec["verdicts"]:
+            claim = r["claim"].replace("|", "\\|")
+            lines.append(f"| {rec['chapter']} | {r['row']} | {r.get('source', '')} | {r.get('kind', '')} "
+                         f"| {claim} | {r['verdict']} |")
+    return "\n".join(lines) + "\n"

@@ -126,3 +126,13 @@ def test_committed_record_matches_the_stored_claims_table(chapter):
     assert ".check()" in "".join(last["source"]) and "nbval-check-output" in last["metadata"]["tags"]
     printed = "".join("".join(o.get("text", "")) for o in last["outputs"])
     assert printed.startswith(f"re-execution agrees with {name}.json"), printed
+
+
+def test_summary_page_matches_the_chapter_records():
+    """book/summary.md is generated from book/claims/*.json and listed in the toc."""
+    from entk_lib.record import summary_markdown
+
+    page = ROOT / "book" / "summary.md"
+    assert page.exists() and page.read_text() == summary_markdown(ROOT / "book" / "claims"), (
+        "book/summary.md is stale: python tools/execute_chapters.py --summary")
+    assert "book/summary" in (ROOT / "_toc.yml").read_text()

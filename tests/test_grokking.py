@@ -128,16 +128,21 @@ def test_rise_window_rejects_bad_levels_and_log_of_negative():
 
 # ---- chapter pieces ----------------------------------------------------------------------------
 
-def test_visible_cliff_on_planted_spectra():
-    lam = np.concatenate([[100.0], np.full(4, 10.0), np.full(4, 5.0), np.linspace(1.0, 0.5, 10)])
-    # drops: at 1 (x10), at 5 (x2), at 9 (x5)
-    assert gk.visible_cliff(lam, 9, 1.2, 6) and gk.visible_cliff(lam, 9, 1.2, 2)
-    assert gk.visible_cliff(lam, 5, 1.2, 2) is False  # the drop at 9 is larger
-    assert gk.visible_cliff(lam[:9], 5, 1.2, 2)  # ... unless it is cut off
-    assert not gk.visible_cliff(lam, 9, 1.2, 1)  # the leading drop is larger
-    assert not gk.visible_cliff(lam, 9, 6.0, 6)  # below the minimum ratio
-    with pytest.raises(ValueError, match="start"):
-        gk.visible_cliff(lam, 3, 1.2, 5)
+def test_second_cliff_uses_the_books_cliff_rule():
+    """The chapter's cliff test is entk_lib's rule: a 1.4 drop at c2 on a flat background is a
+    cliff (prominent), the same drop among drops like it is not."""
+    params = gk.GrokkingParams(p=5, epochs=30, checkpoint_every=10, top_k=25, spectrum_epochs=[0, 30],
+                               rotation_epochs=[10])
+    c1, c2 = params.cliffs
+    rng = np.random.default_rng(0)
+    flat = np.concatenate([[1.0], np.cumprod(1 / rng.uniform(1.0, 1.04, 24))])
+    flat[c1:] /= 3.0
+    flat[c2:] /= 1.4
+    busy = np.concatenate([[1.0], np.cumprod(1 / rng.uniform(1.3, 1.5, 24))])
+    busy[c2:] *= busy[c2 - 1] / busy[c2] / 1.4
+    assert gk.describe_drops(flat, params.rule).cliff[[c1, c2]].all()
+    assert not gk.describe_drops(busy, params.rule).cliff[c2]
+    assert gk._largest_past(gk.describe_drops(flat, params.rule), c2, c1 + 1)
 
 
 def test_params_validation_and_setup():
@@ -149,8 +154,10 @@ def test_params_validation_and_setup():
         gk.GrokkingParams(top_k=100)
     with pytest.raises(ValueError, match="`checkpoint_every`"):
         gk.GrokkingParams(checkpoint_every=0)
-    with pytest.raises(ValueError, match="`visible_drop`"):
-        gk.GrokkingParams(visible_drop=1.0)
+    with pytest.raises(ValueError, match="`cliff_min_ratio`"):
+        gk.GrokkingParams(cliff_min_ratio=1.0)
+    with pytest.raises(ValueError, match="`cliff_prominence`"):
+        gk.GrokkingParams(cliff_prominence=-1)
     coarse = gk.GrokkingParams(checkpoint_every=20, rotation_epochs=[40, 60, 80, 100, 140, 500])
     assert coarse.setup.checkpoint_every == 10 and coarse.checkpoints()[:3] == [0, 20, 40]
     params = gk.GrokkingParams(p=5, epochs=30, checkpoint_every=7, top_k=19, spectrum_epochs=[0, 30],
@@ -223,8 +230,9 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
 
 def _summary(seed, onset, peak, **kw):
     base = {"seed": seed, "onset": onset, "complete": onset + 20, "memorized": 30, "first_cliff_init": 4.0,
-            "first_visible_init": True, "second_first_seen": onset, "second_from": onset,
-            "second_largest_from": onset, "second_strict_seen": None, "second_ratio_final": 1.5,
+            "first_visible_init": True, "first_prominence_init": 40.0, "second_first_seen": onset,
+            "second_from": onset, "second_largest_from": onset, "second_ratio_final": 1.5,
+            "second_prominence_final": 12.0,
             "mag_rise": (onset - 10, onset + 10), "acc_rise": (onset - 10, onset + 10), "mag_gain": 10.0,
             "sum_peak": peak, "peak_gap": peak - onset, "align_peak": onset, "align_gap": 0,
             "faithful_init": None, "faithful_tangent": onset + 30}
@@ -236,14 +244,19 @@ def test_claims_follow_the_stated_criteria():
     good = [_summary(0, 80, 70), _summary(1, 85, 90)]
     verdicts = [row.verdict for row in gk.claims_table(good, [], params).rows]
     assert verdicts == ["reproduced"] * 6
-    mixed = [_summary(0, 80, 70, first_cliff_init=1.5, second_first_seen=140, mag_rise=(20, 80),
+    mixed = [_summary(0, 80, 70, first_visible_init=False, second_first_seen=140, mag_rise=(10, 70),
                       faithful_tangent=60, align_gap=-30),
              _summary(1, 85, 40, second_first_seen=None)]
     verdicts = [row.verdict for row in gk.claims_table(mixed, [], params).rows]
     assert verdicts == ["partly reproduced", "partly reproduced", "partly reproduced", "partly reproduced",
                         "partly reproduced", "partly reproduced"]
-    rotation = ("claim", "paper", "measured", "reproduced")
-    assert len(gk.claims_table(good, [], params, rotation_row=rotation).rows) == 7
+    # "at" the transition: a rise that ends where the accuracy's begins is only partly at it
+    assert gk._jump_at_transition((20, 80), (80, 100), 20) == (False, True)
+    assert gk._jump_at_transition((70, 100), (80, 100), 20) == (True, True)
+    rotation = gk.rotation_row([{40: {"score": 0.9}, 100: {"score": 0.9}}] * 2, good, np.array([0.01]),
+                               params)
+    table = gk.claims_table(good, [], params, rotation_row=rotation)
+    assert len(table.rows) == 7 and [r.kind for r in table.rows][-2:] == ["ours", "ours"]
 
 
 def _record_inputs(**changes):
@@ -276,7 +289,7 @@ def test_record_holds_verdicts_and_key_numbers():
     # the same table with one number moved beyond its tolerance: exactly that number is reported
     for change, name in (({"mag_gain": 10.0 * 1.2}, "mag_gain[seed=0]"),
                          ({"complete": 100 + 20 + 15 + 1}, "complete[seed=0]"),
-                         ({"second_strict_seen": 120}, "second_strict_seen[seed=0]")):
+                         ({"second_from": 200}, "second_from[seed=0]")):
         moved = gk.record(*_record_inputs(**change)[:2], params, table, rotations, null).to_dict()
         problems = compare_records(d, moved)
         assert len(problems) == 1 and problems[0].startswith(f"{name}:"), problems

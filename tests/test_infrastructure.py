@@ -90,14 +90,23 @@ def test_train_records_history_and_checkpoints():
 
 def test_claims_table_renders_stably():
     t = ClaimsTable("Demo")
-    t.add("cliff at 50", "50", fmt(50), verdict(True))
-    t.add("overlap", "26.47 / 28", fmt_spread([26.1, 26.3, 26.5]), verdict(False, partial=True))
-    assert "| 1 | cliff at 50 | 50 | 50 | reproduced |" in t._repr_markdown_()
-    assert "26.30 ± 0.16 (n=3)" in repr(t)
+    t.add("cliff at 50", "50", fmt(50), verdict(True), source="v1 Sec. 3", baseline="none")
+    t.add("overlap", "26.47 / 28", fmt_spread([26.1, 26.3, 26.5]), verdict(False, partial=True),
+          source="v4 Table 1", kind="ours", details="seed 0: 26.1")
+    md = t._repr_markdown_()
+    assert "| 1 | cliff at 50 | v1 Sec. 3 | paper | 50 | 50 | none | reproduced |" in md
+    assert ("| 2 | overlap | v4 Table 1 | ours | 26.47 / 28 | 26.30 ± 0.16 (n=3) | — "
+            "| partly reproduced |") in md
+    assert "<details>" in md and "**2.** seed 0: 26.1" in md
+    assert "26.30 ± 0.16 (n=3)" in repr(t) and "| verdict: partly reproduced" in repr(t)
     assert t.verdict_counts()["partly reproduced"] == 1
     assert fmt(-0.0001) == "0.00" and verdict(None) == "inconclusive"
     with pytest.raises(ValueError, match="`verdict_text`"):
-        t.add("x", "y", "z", "maybe")
+        t.add("x", "y", "z", "maybe", source="v1")
+    with pytest.raises(ValueError, match="`kind`"):
+        t.add("x", "y", "z", "reproduced", source="v1", kind="mine")
+    with pytest.raises(ValueError, match="`source`"):
+        t.add("x", "y", "z", "reproduced", source=" ")
 
 
 def test_ntk_review_pipeline_small_and_validated():

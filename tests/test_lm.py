@@ -104,6 +104,78 @@ def test_operator_matches_dense_kernel(tiny_gemma, layer, module):
     assert op.n_products == 4 + res.steps
 
 
+def test_operator_linearizes_only_within_its_budget_and_releases(tiny_gemma):
+    import weakref
+
+    model, ids = tiny_gemma
+    acts = lk.capture_windows(model, ids, layers=[0])
+    v = np.random.default_rng(1).standard_normal((acts.final_last.numel(), 2))
+    lean = lk.LMKernelOperator(model, acts, 0, linearize_budget=0)
+    fast = lk.LMKernelOperator(model, acts, 0)
+    # layer 0 of 3: layer 1 is re-run in full (layer 2 is the cheap last-position top layer)
+    n, t = ids.shape
+    assert fast.tape_bytes() == lk.LMKernelOperator.TAPE_FLOATS_PER_UNIT * 4 * n * t * 24 * 1
+    assert lean._linear is False and fast._linear is None  # None: traced at the first product
+    np.testing.assert_allclose(lean.matmat(v), fast.matmat(v), rtol=1e-5, atol=1e-7)
+    assert callable(fast._linear)
+    ref = weakref.ref(fast)
+    fast.release()
+    del fast
+    assert ref() is None  # no reference cycle left: freed at once, not at the next gc
+    with pytest.raises(ValueError, match="`linearize`"):
+        lk.LMKernelOperator(model, acts, 0, linearize="yes")
+
+
+_PEAK_SCRIPT = """
+import resource, sys, numpy as np, torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+from entk_lib.lm import kernel as lk
+torch.manual_seed(0)
+config = Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=512, num_hidden_layers=6,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                          max_position_embeddings=64, sliding_window=8, attn_implementation="eager",
+                          layer_types=["sliding_attention"] * 5 + ["full_attention"])
+model = Gemma3ForCausalLM(config).float().eval()
+model.requires_grad_(False)
+ids = torch.randint(3, 512, (64, 17), generator=torch.Generator().manual_seed(1))
+acts = lk.capture_windows(model, ids, [0], batch_size=64)
+root = lk.sqrt_unembedding_gram(model.get_output_embeddings().weight)
+linearize = {"auto": None, "always": True}[sys.argv[1]]
+op = lk.LMKernelOperator(model, acts, 0, "mlp.down_proj", root, linearize=linearize,
+                         linearize_budget=2**27)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+v = np.random.default_rng(0).standard_normal((op.shape[0], 2))
+op.matmat(v)
+op.matmat(v)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(op.tape_bytes(), (after - before) * 1024)
+"""
+
+
+def test_lm_sweep_step_peak_memory_stays_bounded():
+    """The chapter's heaviest step is the layer sweep's operator for its lowest layer (every layer
+    above it re-run in full). On a small Gemma-3 whose estimated tape (4 fully re-run layers,
+    408 MiB) is over the operator's budget (here 128 MiB), the operator must not trace it: its
+    products add far less than the tape to the peak, while a forced trace adds about the tape
+    (so the bound can fail, and the estimate is checked against a measurement)."""
+    import subprocess
+    import sys
+
+    def peak(mode):
+        out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, mode], capture_output=True, text=True,
+                             check=True, timeout=600)
+        tape, grew = map(int, out.stdout.split()[-2:])
+        return tape, grew
+
+    tape, grew_auto = peak("auto")
+    assert tape > 2**27
+    _, grew_traced = peak("always")
+    print(f"estimated tape {tape / 2**20:.0f} MiB; peak grew {grew_auto / 2**20:.0f} MiB (auto), "
+          f"{grew_traced / 2**20:.0f} MiB (traced)")
+    assert grew_auto < 0.25 * tape, (grew_auto, tape)
+    assert 0.4 * tape < grew_traced < 2 * tape, (grew_traced, tape)
+
+
 def lk_unembed(model):
     from entk_lib.lm.models import unembedding
 
@@ -367,13 +439,17 @@ def test_lm_claims_verdicts_follow_the_numbers():
     table = _claims(0.5, 0.4, 0.01, (0.3, 0.1, 0.05))
     assert [r.verdict for r in table.rows] == ["reproduced"] * 5
     assert "1024 windows of 64 tokens" in table.title and "256 windows of 24 tokens" in table.title
-    assert "by the most at layer 16" in table.rows[2].measured
+    assert "by the most at layer 16" in table.rows[2].details
+    assert [r.kind for r in table.rows] == ["paper"] * 3 + ["ours", "referee"]
     weak = _claims(0.5, 0.4, 0.2, (0.3, 0.1, 0.05))
     assert weak.rows[0].verdict == "partly reproduced"
     lost = _claims(0.3, 0.4, 0.9, (0.05, 0.1, 0.2))
     assert [r.verdict for r in lost.rows[:4]] == ["not reproduced"] * 3 + ["reproduced"]
     # an ablation that removes more (not norm-matched) cannot earn the steering row a "partly"
-    assert lost.rows[4].verdict == "not reproduced" and "removes 2.0x" in lost.rows[4].measured
+    assert lost.rows[4].verdict == "not reproduced" and "removes 2.0x" in lost.rows[4].details
+    # beating PCA while random directions beat both is not even partly reproduced
+    assert _claims(0.5, 0.4, 0.01, (0.45, 0.3, 0.7)).rows[4].verdict == "not reproduced"
+    assert _claims(0.5, 0.4, 0.01, (0.45, 0.6, 0.3)).rows[4].verdict == "partly reproduced"
 
 
 

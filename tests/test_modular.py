@@ -151,7 +151,8 @@ def test_layer1_kernel_at_init_has_the_cliff_in_expectation():
     eig = np.sort(np.linalg.eigvalsh(m + 2 * np.eye(p * p)))[::-1]
     assert np.isclose(eig[0], 2 * p + 2)
     assert np.allclose(eig[1 : 2 * p - 1], p + 2) and np.allclose(eig[2 * p - 1 :], 2)
-    assert list(entk_lib.find_cliffs(eig, threshold=2.0)) == [2 * (p - 1) + 1]
+    # a leading mode (12 -> 7, a prominent drop of 1.7 on a flat background), then the cliff
+    assert list(entk_lib.find_cliffs(eig)) == [2 * (p - 1) + 1, 1]
 
 
 # ---- Fourier families and overlaps ---------------------------------------------------------
@@ -249,7 +250,8 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     results, null = mod.run_all(params, progress=False)
     summary = mod.summarize(results, params, null)
     table = mod.claims_table(summary, params, [mod.flattened_analysis(params, 0)])
-    assert len(table.rows) == 10 and all(r.verdict in entk_lib.claims.VERDICTS for r in table.rows)
+    assert len(table.rows) == 12 and all(r.verdict in entk_lib.claims.VERDICTS for r in table.rows)
+    assert [r.kind for r in table.rows].count("ours") == 3 and table.rows[9].verdict == "inconclusive"
     assert "expected cliffs (0-based): (9, 17)" in mod.key_numbers(summary, params)
 
 
@@ -267,7 +269,9 @@ def _flat(cliffs, k, seed=0):
 ])
 def test_flattened_verdict_uses_every_candidate_in_reach(cliffs, k, want):
     params = mod.ModularParams(flat_top_k=k)
-    claim, _, text, verdict = mod._flat_row([_flat(cliffs, k)], params)
+    row = mod._flat_row([_flat(cliffs, k)], params)
+    claim, text, verdict = row["claim"], row["measured"], row["verdict_text"]
     assert verdict == want, text
+    assert row["kind"] == "ours"
     assert "57 and 113 or widened p-fold to about 1653 and 3277" in claim
     assert ("beyond the top" in text) == (k < 3277 + 29)

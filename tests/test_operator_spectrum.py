@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import entk_lib
-from entk_lib import entk, entk_lowrank, entk_operator, find_cliffs, top_eigenpairs
+from entk_lib import CliffRule, describe_drops, entk, entk_lowrank, entk_operator, find_cliffs, top_eigenpairs
 from entk_lib.alignment import principal_cosines
 from entk_lib.spectrum import cliff_ratios
 
@@ -148,21 +148,69 @@ def test_operator_dense_fallback_for_large_k(small_mlp):
 def test_find_cliffs_on_a_planted_spectrum():
     lam = np.concatenate([[100.0], np.full(56, 10.0), np.full(56, 1.0), np.full(100, 0.01)])
     lam = lam * (1 + 0.01 * np.random.default_rng(0).standard_normal(lam.size))
-    cliffs, ratios = find_cliffs(lam, threshold=3.0, return_ratios=True)
+    cliffs, ratios = find_cliffs(lam, return_ratios=True)
     assert list(cliffs) == [113, 1, 57]  # strongest first: 1/0.01, then 100/10 and 10/1
     assert ratios[0] > 50 and np.all(np.diff(ratios) <= 0)
 
 
+def _planted(rng, n, low, high, at=None, drop=None):
+    """A descending spectrum of n eigenvalues whose drop ratios ``lam[k-1] / lam[k]`` are uniform
+    in [low, high], except ``drop`` at index ``at``."""
+    ratios = rng.uniform(low, high, n - 1)
+    if at is not None:
+        ratios[at - 1] = drop
+    return np.concatenate([[1.0], np.cumprod(1 / ratios)])
+
+
+def test_a_modest_drop_on_a_flat_background_is_a_cliff():
+    lam = _planted(np.random.default_rng(1), 200, 1.00, 1.05, at=60, drop=1.4)
+    drops = describe_drops(lam)
+    assert list(find_cliffs(lam)) == [60]
+    assert drops.rank[60] == 1 and np.isclose(drops.ratio[60], 1.4)
+    assert drops.prominence[60] > 10  # about 17: (log 1.4 - 0.025) / 0.019
+    assert np.nanmax(np.delete(drops.prominence, 60)) < CliffRule().min_prominence
+
+
+def test_the_same_drop_among_many_like_it_is_not_a_cliff():
+    lam = _planted(np.random.default_rng(2), 200, 1.3, 1.5, at=60, drop=1.4)
+    drops = describe_drops(lam)
+    assert np.isclose(drops.ratio[60], 1.4)
+    assert abs(drops.prominence[60]) < 2 and not drops.cliff[60]
+    assert find_cliffs(lam).size == 0
+
+
+def test_an_order_of_magnitude_drop_is_always_a_cliff():
+    lam = _planted(np.random.default_rng(3), 30, 1.5, 6.0, at=15, drop=10.0)
+    rule = CliffRule(rtol=0.0)  # the planted spectrum spans 1e-16: no numerical floor
+    drops = describe_drops(lam, rule)
+    assert drops.prominence[15] < rule.min_prominence  # a wild background hides it
+    assert 15 in find_cliffs(lam, rule=rule)
+    assert 15 not in find_cliffs(lam, rule=CliffRule(rtol=0.0, always_ratio=20.0))
+
+
+def test_the_ratio_is_a_parameter_not_the_definition():
+    lam = _planted(np.random.default_rng(4), 200, 1.00, 1.05, at=60, drop=1.15)
+    assert describe_drops(lam).prominence[60] > CliffRule().min_prominence
+    assert 60 not in find_cliffs(lam)  # below the default min_ratio 1.2
+    assert list(find_cliffs(lam, rule=CliffRule(min_ratio=1.1))) == [60]
+
+
 def test_find_cliffs_ignores_numerical_zeros_beyond_the_rank():
     lam = np.concatenate([np.linspace(5, 4, 10), [1e-14, 1e-17, 1e-20]])
-    assert list(find_cliffs(lam, threshold=2.0)) == [10]
+    assert list(find_cliffs(lam)) == [10]
     assert np.isnan(cliff_ratios(lam)[0])
+    drops = describe_drops(lam)
+    assert not drops.cliff[11:].any() and (drops.rank[11:] == 0).all()
 
 
-def test_find_cliffs_validates_threshold():
-    with pytest.raises(ValueError, match="`threshold` must be a number in \\(1"):
-        find_cliffs([3.0, 1.0], threshold=0.5)
-    assert find_cliffs([1.0]).size == 0
+def test_cliff_rule_validates_its_parameters():
+    with pytest.raises(ValueError, match="`min_ratio` must be a number in \\(1"):
+        CliffRule(min_ratio=0.5)
+    with pytest.raises(ValueError, match="`window`"):
+        CliffRule(window=0)
+    with pytest.raises(TypeError, match="`rule` must be a CliffRule"):
+        find_cliffs([3.0, 1.0], rule=2.0)
+    assert find_cliffs([1.0]).size == 0 and describe_drops([]).ratio.size == 0
 
 
 def test_public_api_is_importable():

@@ -12,7 +12,8 @@ from entk_lib.record import KINDS, ChapterRecord, Tolerance, compare_records
 
 
 def _table(verdict: str = "reproduced") -> ClaimsTable:
-    return ClaimsTable("t").add("a claim", "paper", "measured", verdict).add("b", "p", "m", "not reproduced")
+    return (ClaimsTable("t").add("a claim", "paper", "measured", verdict, source="v1 Sec. 3")
+            .add("b", "p", "m", "not reproduced", source="v1 Fig. 2", kind="ours"))
 
 
 def _record(**overrides) -> ChapterRecord:
@@ -101,3 +102,43 @@ def test_numpy_values_and_params_are_plain():
     rec.add("v", np.float32(0.5), "score").add("w", np.array([[1, 2]]), "exact")
     data = json.loads(json.dumps(rec.to_dict()))
     assert data["params"] == {"seeds": [0, 1], "t": [1, 2]} and data["numbers"]["w[1]"]["value"] == 2.0
+
+
+def test_run_cost_reads_the_process_and_is_kept_but_not_compared():
+    from entk_lib.resources import cost_text, run_cost
+
+    cost = run_cost()
+    assert 0 < cost["wall_s"] < 7 * 24 * 3600 and 0.01 < cost["peak_rss_gib"] < 1024
+    assert "cores" in cost["machine"] and "GiB" in cost_text(cost)
+    rec = _record()
+    rec.cost = cost
+    other = _record()
+    other.cost = cost | {"wall_s": cost["wall_s"] * 10}
+    assert rec.to_dict()["cost"] == cost and compare_records(rec.to_dict(), other.to_dict()) == []
+
+
+def test_summary_page_counts_verdicts_and_lists_every_claim(tmp_path, monkeypatch):
+    from entk_lib.record import summary_markdown
+
+    rec = _record()
+    rec.cost = {"wall_s": 120.0, "threads": 2, "peak_rss_gib": 1.5, "child_peak_rss_gib": 0.0,
+                "machine": "test cpu, 2 cores"}
+    rec.save(tmp_path / "99_test.json")
+    other = ChapterRecord("98_other", {"p": 5}).add_claims(_table("partly reproduced"))
+    other.save(tmp_path / "98_other.json")
+    page = summary_markdown(tmp_path)
+    assert page.index("98_other") < page.index("99_test")  # chapter order
+    assert "| [99_test](99_test.ipynb) | 1 | 0 | 1 | 0 | 2 |" in page
+    assert "| **all** | **1** | **1** | **2** | **0** | **4** |" in page
+    assert "| 99_test | 2 | v1 Fig. 2 | ours | b | not reproduced |" in page
+    assert "| 99_test | 2.0 min | 1.50 GiB | 0.00 GiB | 2 | ? / ? | test cpu, 2 cores |" in page
+    assert "| 98_other | not measured |" in page
+    from entk_lib.cache import STATS, cached
+
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path / "cache"))
+    before = dict(STATS)
+    cached("test-stats", {"x": 1}, lambda: 1)
+    cached("test-stats", {"x": 1}, lambda: 1)
+    assert (STATS["misses"] - before["misses"], STATS["hits"] - before["hits"]) == (1, 1)
+    with pytest.raises(FileNotFoundError, match="no chapter records"):
+        summary_markdown(tmp_path / "empty")

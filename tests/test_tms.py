@@ -284,8 +284,10 @@ def test_pipeline_end_to_end_small(tmp_path, monkeypatch):
     summary = exp.summarize(results, p)
     assert summary[0]["beta"][1.0]["count_score"].shape == (2,)
     table = exp.claims_table(summary, p)
-    assert len(table.rows) == 5
+    assert len(table.rows) == 7
     assert table.rows[2].claim.startswith("beta=1:") and table.rows[3].claim.startswith("beta=0.3:")
+    assert [r.kind for r in table.rows] == ["paper"] * 4 + ["ours", "paper", "paper"]
+    assert all(r.source.startswith(("v1", "extends v1")) for r in table.rows)
     swapped = exp.TMSParams(**{**p.__dict__, "betas": [0.3, 1.0]})  # order must not matter
     assert [r.claim for r in exp.claims_table(summary, swapped).rows] == [r.claim for r in table.rows]
     assert "beta" in exp.key_numbers(summary, p)

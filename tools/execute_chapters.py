@@ -1,10 +1,12 @@
 """Execute chapter notebooks in place at their default parameters and report the wall time.
 
 This is how the committed outputs are produced, with each chapter's record of verdicts and key
-numbers (``book/claims/<chapter>.json``, see :mod:`entk_lib.record`):
+numbers (``book/claims/<chapter>.json``, see :mod:`entk_lib.record`), and then the reproduction
+summary page built from those records (``book/summary.md``):
 
     python tools/execute_chapters.py                 # every chapter listed in _toc.yml
     python tools/execute_chapters.py 01_ntk_review   # some chapters
+    python tools/execute_chapters.py --summary       # only rewrite book/summary.md
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ def stamp(path: Path) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", help="notebook names without .ipynb (default: all)")
+    parser.add_argument("--summary", action="store_true",
+                        help="only rewrite book/summary.md from the committed records")
     args = parser.parse_args(argv)
+    if args.summary:
+        write_summary()
+        return 0
     names = args.chapters or toc_chapters()
     # the chapters' last cell writes book/claims/<chapter>.json (entk_lib.record) instead of checking it
     os.environ["ENTK_RECORD_CLAIMS"] = "1"
@@ -62,7 +69,17 @@ def main(argv: list[str]) -> int:
         total += elapsed
         print(f"{path.name:<40} {elapsed:8.1f} s", flush=True)
     print(f"{'total':<40} {total:8.1f} s")
+    write_summary()
     return 0
+
+
+def write_summary() -> None:
+    """book/summary.md from book/claims/*.json (tests/test_book.py checks they agree)."""
+    from entk_lib.record import summary_markdown
+
+    path = ROOT / "book" / "summary.md"
+    path.write_text(summary_markdown(ROOT / "book" / "claims"))
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

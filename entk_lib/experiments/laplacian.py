@@ -376,52 +376,73 @@ def _one_to_one(s: dict, key: str, d: int) -> tuple[bool, bool]:
     return bool(np.all(above >= 0.9 * d)), bool(np.all(above >= 0.5 * d))
 
 
-def _rotation_row(summary: dict, params: LaplacianParams, c: str) -> tuple[str, str, str, str]:
+def _rotation_row(summary: dict, params: LaplacianParams, c: str) -> dict:
+    """Rows 1 and 2. The paper's words differ by cliff, and so do the rules: the first cliff's
+    rotated directions "exactly align" with the a and b families (v1 Intro; "cleanly", Sec. 4.2),
+    graded one-to-one (>= 90% of the directions above ``match_threshold``, and not so before the
+    rotation); the second cliff "approximately contains" the sum and difference families and
+    "the disentanglement is imperfect" (v1 App. D), graded approximately (the rotation raises the
+    matched mean in every seed and at least half of the directions pass; partly: it raises it)."""
     s, d = summary[c], summary["d"]
     fams = " and ".join(LAPLACIAN_PAIRS[params.pair_of(c)]["families"])
-    ok, part = _one_to_one(s, "after", d)
-    not_before = bool(np.all(s["before_above"] < 0.5 * d))
-    paper = {"first": "not one-to-one before, one-to-one after (Fig. 4, App. C)",
-             "second": "one-to-one with the sum and difference families after (App. D)"}[c]
-    return (f"The two-stage rotation makes the {c} cliff one-to-one with the {fams} families "
-            f"(stage two: {params.half} directions)", paper,
-            f"matched mean {fmt_spread(s['before'])} before -> {fmt_spread(s['after'])} after "
-            f"(ceiling {fmt(s['ceiling'].mean())}); above {params.match_threshold:g}: "
-            f"{_ints(s['before_above'])} -> {_ints(s['after_above'])} of {d}",
-            verdict(ok and not_before, partial=part))
+    measured = (f"{_ints(s['after_above'])} of {d} directions above {params.match_threshold:g} after "
+                f"(before: {_ints(s['before_above'])})")
+    details = (f"matched mean {fmt_spread(s['before'])} before -> {fmt_spread(s['after'])} after "
+               f"(ceiling {fmt(s['ceiling'].mean())}); stage two takes {params.half} directions")
+    if c == "first":
+        ok, part = _one_to_one(s, "after", d)
+        not_before = bool(np.all(s["before_above"] < 0.5 * d))
+        return dict(claim=f"The two-stage rotation aligns the first cliff one-to-one with the {fams} "
+                          "families",
+                    paper='"basis vectors that exactly align with the Fourier features"',
+                    measured=measured, verdict_text=verdict(ok and not_before, partial=part),
+                    source="v1 Intro, Sec. 4.2, Fig. 4, App. C", details=details,
+                    baseline=f"one-stage rotation {fmt(s['single'].mean())}")
+    raised = bool(np.all(s["after"] > s["before"]))
+    half = bool(np.all(s["after_above"] >= 0.5 * d))
+    return dict(claim=f"The two-stage rotation approximately disentangles the second cliff into the {fams} "
+                      "families",
+                paper='"The disentanglement is imperfect", "clearly approximately correct"',
+                measured=measured, verdict_text=verdict(raised and half, partial=raised),
+                source="v1 App. D, Fig. 5", details=details,
+                baseline=f"one-stage rotation {fmt(s['single'].mean())}")
 
 
 def claims_table(summary: dict, params: LaplacianParams) -> ClaimsTable:
     """The chapter's claims with verdicts; the criteria are stated in the chapter beforehand."""
-    t = ClaimsTable("Laplacian rotation of the eNTK cliffs (v1 App. C, D; Fig. 4)")
+    t = ClaimsTable("Laplacian rotation of the eNTK cliffs (v1 Sec. 4.2, App. C, D; Fig. 4, 5)")
     d, thr = summary["d"], params.match_threshold
-    t.add(*_rotation_row(summary, params, "first"))
-    t.add(*_rotation_row(summary, params, "second"))
+    t.add(**_rotation_row(summary, params, "first"))
+    t.add(**_rotation_row(summary, params, "second"))
     s1, s2 = summary["first"], summary["second"]
-    ok, part = _one_to_one(s2, "variant", d)
+    closer = s2["variant"] > s2["after"]
     t.add(f"With the footnote-11 variant (stage two takes {params.half} + {params.n_extra} "
-          "directions) the second cliff is one-to-one",
-          "stage two takes the bottom half plus 4 directions (footnote 11)",
-          f"second cliff {fmt_spread(s2['after'])} -> {fmt_spread(s2['variant'])} (above {thr:g}: "
-          f"{_ints(s2['after_above'])} -> {_ints(s2['variant_above'])} of {d}); on the first cliff "
-          f"{fmt_spread(s1['after'])} -> {fmt_spread(s1['variant'])}",
-          verdict(ok, partial=part))
+          "directions) the second cliff is closer to one-to-one",
+          '"appear closer to 1:1" (plots not shown in the paper)',
+          f"matched mean {fmt_spread(s2['after'])} -> {fmt_spread(s2['variant'])}; closer in "
+          f"{int(closer.sum())}/{closer.size} seeds",
+          verdict(bool(closer.all()), partial=bool(closer.any())), source="v1 App. D, fn. 11",
+          details=f"above {thr:g}: {_ints(s2['after_above'])} -> {_ints(s2['variant_above'])} of {d}; on the "
+                  f"first cliff {fmt_spread(s1['after'])} -> {fmt_spread(s1['variant'])}")
     dev = np.concatenate([s1["ritz_dev"], s2["ritz_dev"]])
     t.add("Why it works: the Laplacian compressed to a cliff has the spectrum of pure Fourier "
           "modes (p-1 zeros, then rising pairs)",
-          "pure modes: zeros, then pairs 2 - 2cos(2 pi k/p) (App. C)",
-          f"max |Ritz - pure|: first {fmt_spread(s1['ritz_dev'])}, second {fmt_spread(s2['ritz_dev'])}"
-          f"; random subspace {fmt(s1['ritz_dev_random'].mean())}",
-          verdict(bool(np.all(dev <= 0.1)), partial=bool(np.all(dev <= 0.5))))
-    t.add(*_graph_row(summary, params))
+          '"degenerate near-zero values" ... "this is what we find"',
+          f"max |Ritz - pure|: first {fmt_spread(s1['ritz_dev'])}, second {fmt_spread(s2['ritz_dev'])}",
+          verdict(bool(np.all(dev <= 0.1)), partial=bool(np.all(dev <= 0.5))),
+          source="v1 App. C (last paragraph), fn. 9",
+          baseline=f"random subspace {fmt(s1['ritz_dev_random'].mean())}")
+    t.add(**_graph_row(summary, params))
     i = summary["init"]
     ok_init = bool(np.all(i["after_above"] >= 0.9 * d))
-    t.add("(referee) The first-cliff result needs no training: the untrained network's layer-1 "
-          "cliff rotates to one-to-one as well",
-          "not discussed",
-          f"untrained: {fmt_spread(i['before'])} before -> {fmt_spread(i['after'])} after; above "
-          f"{thr:g}: {_ints(i['after_above'])} of {d}",
-          verdict(ok_init, partial=bool(np.any(i["after_above"] >= 0.9 * d))))
+    t.add("The first-cliff result needs no training: the untrained network's layer-1 cliff rotates to "
+          "one-to-one as well",
+          'suggested, not tested: "could perhaps have been predicted at initialization"',
+          f"untrained: {_ints(i['after_above'])} of {d} directions above {thr:g} after the rotation",
+          verdict(ok_init, partial=bool(np.any(i["after_above"] >= 0.9 * d))),
+          source="tests v1 Sec. 4.2 (time evolution)", kind="ours",
+          details=f"untrained matched mean {fmt_spread(i['before'])} before -> {fmt_spread(i['after'])} "
+                  "after")
     return t
 
 
@@ -460,7 +481,7 @@ def closing_note(summary: dict, params: LaplacianParams) -> str:
     )
 
 
-def _graph_row(summary: dict, params: LaplacianParams) -> tuple[str, str, str, str]:
+def _graph_row(summary: dict, params: LaplacianParams) -> dict:
     d = summary["d"]
     parts, ok, beats = [], True, True
     for c in CLIFFS:
@@ -470,11 +491,16 @@ def _graph_row(summary: dict, params: LaplacianParams) -> tuple[str, str, str, s
                      f"(max {fmt(s['random_max'].max())})")
         ok &= bool(np.all(s["learned_above"] >= 0.9 * d))
         beats &= bool(np.all(s["learned"] > s["random_max"]))
-    return ("(beyond the paper) A kNN graph learned from the eNTK rows can replace the torus prior",
-            "suggested (footnote 7), not tested",
-            f"k = {params.knn_k}, rows of the {params.graph_rows} kernel (the two stages split its "
-            "edges along the torus directions; one-stage: no split); " + "; ".join(parts),
-            verdict(ok, partial=beats))
+    return dict(claim="A kNN graph learned from the eNTK rows can replace the torus prior",
+                paper="proposed as an idea, not tested (\"iff their eNTK rows look similar\")",
+                measured="matched mean, learned graph: " + ", ".join(
+                    f"{c} {fmt(summary[c]['learned'].mean())}" for c in CLIFFS),
+                verdict_text=verdict(ok, partial=beats), source="tests v1 Sec. 5, fn. 7", kind="ours",
+                baseline="random graphs of the same degrees: " + ", ".join(
+                    f"{c} {fmt(summary[c]['random'].mean())}" for c in CLIFFS),
+                details=f"k = {params.knn_k}, rows of the {params.graph_rows} kernel (the two stages split "
+                        "its "
+                        "edges along the torus directions; one-stage: no split); " + "; ".join(parts))
 
 
 # --------------------------------------------------------------------------------------------

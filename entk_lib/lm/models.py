@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..cache import cache_dir
+from ..cache import STATS, cache_dir
 
 __all__ = ["GGUF_PACKAGE", "gguf_file", "load_hub_model", "load_offline_gemma", "prepare_model",
            "unembedding"]
@@ -71,6 +71,7 @@ def load_offline_gemma(cache_weights: bool = True):
     else:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         tokenizer.save_pretrained(tok_dir)
+    STATS["hits" if weights_ok else "misses"] += 1
     if weights_ok:
         model = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32,
                                                      attn_implementation="eager")
