@@ -17,6 +17,8 @@ __all__ = [
     "FOURIER_KINDS",
     "KeyFrequencies",
     "axis_sum_family",
+    "cliff_positions",
+    "cliff_windows",
     "fourier_families",
     "fourier_family",
     "fourier_power",
@@ -60,6 +62,22 @@ def fourier_family(p: int, kind: str, frequencies=None) -> np.ndarray:
         k = check_int("frequencies", k, minimum=1, maximum=p - 1)
         cols += [np.cos(2 * np.pi * k * x / p), np.sin(2 * np.pi * k * x / p)]
     return np.stack(cols, axis=1)
+
+
+def cliff_windows(p: int) -> dict[str, slice]:
+    """0-based eigenvector windows of the modular-addition eNTK (cliffs of 2(p-1) Fourier modes
+    after a leading mode): ``lead`` (0), ``first`` (1 .. 2(p-1)), ``second`` (2(p-1)+1 ..
+    4(p-1)) and ``next`` (the following 2(p-1), a control window)."""
+    c = 2 * (p - 1)
+    return {"lead": slice(0, 1), "first": slice(1, 1 + c), "second": slice(1 + c, 1 + 2 * c),
+            "next": slice(1 + 2 * c, 1 + 3 * c)}
+
+
+def cliff_positions(p: int) -> tuple[int, int]:
+    """0-based indices of the drops that end the first and second windows of
+    :func:`cliff_windows`: 2(p-1)+1 and 4(p-1)+1 (57 and 113 at p = 29)."""
+    w = cliff_windows(p)
+    return w["first"].stop, w["second"].stop
 
 
 def fourier_families(p: int) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import entk_lib
 import entk_lib.claims
 from entk_lib.alignment import orthonormal_basis, subspace_overlap
 from entk_lib.experiments import modular as mod
+from entk_lib.experiments.grokking import GrokkingParams
 from entk_lib.features import FOURIER_KINDS, fourier_families, fourier_family, modular_pairs
 from entk_lib.models.modular import (
     ModularMLP,
@@ -194,6 +195,7 @@ def test_null_overlap_mean_matches_dimension_count():
 def test_cliff_windows_sizes():
     w = mod.cliff_windows(29)
     assert (w["first"].start, w["first"].stop, w["second"].start, w["second"].stop) == (1, 57, 57, 113)
+    assert entk_lib.features.cliff_positions(29) == (57, 113) == GrokkingParams().cliffs
 
 
 # ---- training, cache, causal test ----------------------------------------------------------

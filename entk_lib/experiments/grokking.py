@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..alignment import random_orthonormal, subspace_overlap
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
-from ..features import fourier_families
+from ..features import cliff_positions, cliff_windows, fourier_families
 from ..grokking import COMPLETE_LEVEL, ONSET_LEVEL, derivative_peak, grokking_onset, rise_window
 from ..kernel import entk
 from ..laplacian import laplacian_pair, pair_families, pair_match, two_stage_rotation
@@ -43,7 +43,6 @@ from ..plotting import heatmap, spectrum_plot
 from ..record import ChapterRecord
 from ..regression import faithfulness, kernel_drift, kernel_regression, kernel_target_alignment
 from ..spectrum import CliffRule, Drops, describe_drops
-from .modular import cliff_windows
 
 __all__ = [
     "COMPLETE_LEVEL",
@@ -136,7 +135,7 @@ class GrokkingParams:
     @property
     def cliffs(self) -> tuple[int, int]:
         """0-based indices of the drops that end the first and second cliffs: 2(p-1)+1, 4(p-1)+1."""
-        return 2 * (self.p - 1) + 1, 4 * (self.p - 1) + 1
+        return cliff_positions(self.p)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ ablation along the chosen directions -> the claims table.
 
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import dataclass, field
 
@@ -202,7 +201,7 @@ def entk_layer(model, acts, layer: int, params: LMParams, steps: int, root=None,
     op = lmk.LMKernelOperator(model, acts, layer, params.module, root)
     with tqdm(total=steps, desc=f"Lanczos, layer {layer}", disable=not progress) as bar:
         res = lmk.lanczos_top(op, params.k, steps, seed=params.seed, progress=bar)
-    op._linear = False  # the tape is only needed for the products: free it now (steering uses pull)
+    op.drop_tape()  # the tape only serves the products: free it now (steering uses pull alone)
     scores, directions = lmk.eigenvector_scores(res.vectors, *acts.final_last.shape)
     return {"op": op, "lanczos": res, "scores": scores, "directions": directions,
             "seconds": time.perf_counter() - start}
@@ -241,8 +240,6 @@ def layer_sweep(model, acts, labels, params: LMParams, main: dict | None = None,
             out = entk_layer(model, acts, layer, params, params.sweep_steps, root, progress)
             scores = out["scores"]
             out["op"].release()  # its closures refer back to it: free them now, not at the next gc
-            del out
-            gc.collect()
         res = probes(scores, acts, labels, layer, params)["results"]
         rows[layer] = {name: r.macro() for name, r in res.items()}
     return rows

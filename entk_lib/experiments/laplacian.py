@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..alignment import random_orthonormal, subspace_overlap
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
-from ..features import fourier_family
+from ..features import cliff_windows, fourier_family
 from ..kernel import entk, entk_by_layer
 from ..laplacian import (
     LAPLACIAN_PAIRS,
@@ -51,7 +51,6 @@ from ..params import check_choice, check_int, check_int_list, check_real
 from ..plotting import heatmap
 from ..record import ChapterRecord
 from ..spectrum import top_eigenpairs
-from .modular import cliff_windows
 
 __all__ = [
     "LaplacianParams",

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..alignment import orthonormal_basis, pair_projection, random_subspace_overlaps, subspace_overlap
 from ..claims import ClaimsTable, fmt, fmt_spread, verdict
-from ..features import FOURIER_KINDS, fourier_families, fourier_family
+from ..features import FOURIER_KINDS, cliff_positions, cliff_windows, fourier_families, fourier_family
 from ..grokking import grokking_onset
 from ..kernel import entk, entk_by_layer
 from ..models.modular import ModularMLP, ModularSetup, check_training_fields, train_modular
@@ -101,18 +101,6 @@ class ModularParams:
     def family_dim(self) -> int:
         """Dimension of one Fourier family, p - 1."""
         return self.p - 1
-
-
-def cliff_windows(p: int) -> dict[str, slice]:
-    """0-based eigenvector windows: ``lead`` (0), ``first`` (1 .. 2(p-1)), ``second``
-    (2(p-1)+1 .. 4(p-1)) and ``next`` (the following 2(p-1), a control window)."""
-    c = 2 * (p - 1)
-    return {"lead": slice(0, 1), "first": slice(1, 1 + c), "second": slice(1 + c, 1 + 2 * c),
-            "next": slice(1 + 2 * c, 1 + 3 * c)}
-
-
-def _expected_cliffs(p: int) -> tuple[int, int]:
-    return 2 * (p - 1) + 1, 4 * (p - 1) + 1
 
 
 def _spectrum(kernel: torch.Tensor, k: int, rule: CliffRule) -> dict:
@@ -318,7 +306,7 @@ def _drop_rank(ratios: np.ndarray, index: int) -> int:
 
 def summarize(results: list[dict], params: ModularParams, null: np.ndarray) -> dict:
     """Per-seed arrays of the numbers the claims table and the key-numbers cell report."""
-    c1, c2 = _expected_cliffs(params.p)
+    c1, c2 = cliff_positions(params.p)
 
     def per_seed(get) -> np.ndarray:
         return np.array([get(r) for r in results])
@@ -363,7 +351,7 @@ def summarize(results: list[dict], params: ModularParams, null: np.ndarray) -> d
 
 
 def _reparam_summary(results: list[dict], params: ModularParams) -> dict:
-    c1, c2 = _expected_cliffs(params.p)
+    c1, c2 = cliff_positions(params.p)
     out = {"s": np.array(params.scales)}
     for w, fams in (("first", ("a", "b")), ("second", ("sum", "diff"))):
         for f in fams:
@@ -557,7 +545,7 @@ def _flat_row(flat: list[dict] | None, params: ModularParams) -> dict:
     position lies inside the computed top k and none shows a cliff (then "the same two cliffs"
     cannot hold whatever lies beyond k); inconclusive otherwise.
     """
-    c1, c2 = _expected_cliffs(params.p)
+    c1, c2 = cliff_positions(params.p)
     p = params.p
     row = dict(claim=f"flattened kernel ({p ** 3} x {p ** 3}): the same two cliffs, at {c1} and {c2} or "
                      f"widened p-fold to about {p * c1} and {p * c2}",
@@ -691,7 +679,7 @@ def plot_spectra(result: dict, params: ModularParams):
         spec = result["spectra"][name]
         spectrum_plot(ax, spec["values"], cliffs=spec["cliffs"], title=f"{title}, seed {result['seed']}",
                       ylabel="eigenvalue (logit² units)")
-        for c in _expected_cliffs(params.p):
+        for c in cliff_positions(params.p):
             ax.axvline(c + 0.5, color="grey", lw=0.6, ls=":")
     fig.suptitle("class_mean eNTK spectra at the end of training (dashed: detected cliffs; dotted: "
                  "expected at 2(p-1)+1 and 4(p-1)+1)", fontsize=9)
@@ -745,7 +733,7 @@ def plot_reparam(results: list[dict], summary: dict, params: ModularParams):
         spectrum_plot(axes[0], item["values"] / item["values"][0], label=f"s = {item['s']:g}",
                       color=color, marker_cliffs=False, ylabel="eigenvalue / largest",
                       title=f"total class_mean spectrum after W1->sW1, W2->W2/s² (seed {results[0]['seed']})")
-    for c in _expected_cliffs(params.p):
+    for c in cliff_positions(params.p):
         axes[0].axvline(c + 0.5, color="grey", lw=0.6, ls=":")
     axes[0].legend(fontsize=7, ncol=2)
     rep = summary["reparam"]

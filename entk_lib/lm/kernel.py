@@ -376,10 +376,14 @@ class LMKernelOperator(LinearOperator):
         width = getattr(getattr(self.model, "config", None), "intermediate_size", None) or 4 * self.d_model
         return int(self.TAPE_FLOATS_PER_UNIT * 4 * n * t * width * len(full))
 
+    def drop_tape(self) -> None:
+        """Free the linearized tape; later products (if any) recompute the primal in each jvp."""
+        self._linear = False
+
     def release(self) -> None:
         """Drop the stored vjp closure and linearized tape (the operator can no longer multiply)."""
+        self.drop_tape()
         self._pull = None
-        self._linear = False
 
     def _f(self, params):
         return upper_forward(self.model, self.acts, self.layer, self.module, params, fast=self.fast)
