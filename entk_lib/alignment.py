@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
+from .linalg import as_numpy, empirical_p_value
 from .params import check_int
 
 __all__ = [
@@ -29,10 +29,7 @@ __all__ = [
 
 
 def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=float)
-    return x[:, None] if x.ndim == 1 else x
+    return as_numpy(x, column=True)
 
 
 def abs_cosine(vectors, features) -> np.ndarray:
@@ -134,12 +131,6 @@ def random_subspace_overlaps(n: int, dim: int, family, *, draws: int = 1000, see
         q = random_orthonormal(n, dim, rng)
         out[t] = np.sum(np.linalg.svd(q.T @ qf, compute_uv=False) ** 2)
     return out
-
-
-def empirical_p_value(observed: float, null_samples) -> float:
-    """``(1 + #{null >= observed}) / (1 + draws)``: the one-sided permutation p-value."""
-    null = np.asarray(null_samples, dtype=float)
-    return float((1 + np.sum(null >= observed)) / (1 + null.size))
 
 
 def _check_rows(a: np.ndarray, b: np.ndarray) -> None:

@@ -67,6 +67,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .alignment import orthonormal_basis, pair_projection
 from .features import fourier_family, modular_pairs
+from .linalg import fix_signs
 from .params import check_choice, check_int, check_real
 
 __all__ = [
@@ -255,7 +256,7 @@ def rayleigh_ritz_rotate(vectors, laplacian) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"`vectors` have {q.shape[0]} rows but `laplacian` is {laplacian.shape}")
     compressed = q.T @ _apply(laplacian, q)
     values, rot = np.linalg.eigh((compressed + compressed.T) / 2)
-    return _fix_signs(q @ rot), values
+    return fix_signs(q @ rot), values
 
 
 def two_stage_rotation(vectors, laplacian_1, laplacian_2, n_second: int | None = None) -> TwoStageRotation:
@@ -501,9 +502,3 @@ def _apply(laplacian, q: np.ndarray) -> np.ndarray:
         laplacian = laplacian.detach().cpu().double().numpy()
     return np.asarray(laplacian @ q)
 
-
-def _fix_signs(v: np.ndarray) -> np.ndarray:
-    """Flip each column so that its largest-magnitude entry is positive (deterministic output)."""
-    idx = np.argmax(np.abs(v), axis=0)
-    signs = np.sign(v[idx, np.arange(v.shape[1])])
-    return v * np.where(signs == 0, 1.0, signs)

@@ -7,14 +7,17 @@ message a user can act on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 __all__ = [
+    "DERIVED",
+    "ChapterParams",
     "check_cliff_fields",
     "check_choice",
     "check_int",
@@ -26,6 +29,63 @@ __all__ = [
     "is_prime",
     "parse_yaml_string",
 ]
+
+
+#: The default of a parameter that follows others (``spectrum_epochs = "derived"``): the params
+#: dataclass computes it from the rest, so that changing one parameter never breaks another.
+DERIVED = "derived"
+
+
+class ChapterParams:
+    """Base of every chapter's parameter dataclass: the one source of the chapter's defaults.
+
+    A notebook's ``parameters`` cell repeats the dataclass defaults (a test checks that they
+    agree) and builds its params in one call, ``Params.from_namespace(globals())``, so a
+    papermill ``-p`` value reaches the dataclass, which validates it. Parameters that depend on
+    others default to :data:`DERIVED` and are computed in ``__post_init__`` by :meth:`derive`;
+    an explicit value that does not fit gets an error naming both parameters.
+
+    Subclasses list in ``variations`` small valid values for every field (a shorter run,
+    another prime ``p`` ...): the test suite builds the params with each one changed alone and
+    requires them to validate.
+    """
+
+    variations: ClassVar[dict[str, list]] = {}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default, as declared (derived ones as :data:`DERIVED`)."""
+        out = {}
+        for f in dataclasses.fields(cls):
+            out[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        return out
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any]):
+        """Build from a notebook's ``globals()`` (the parameters cell, after papermill's
+        injected cell): every field is read by its name; a missing one is an error."""
+        missing = [n for n in cls.field_names() if n not in namespace]
+        if missing:
+            raise ValueError(f"{cls.__name__}: the parameters {missing} are not defined")
+        return cls(**{n: namespace[n] for n in cls.field_names()})
+
+    def derive(self, name: str, rule: Callable[[], Any]) -> bool:
+        """Set field ``name`` from ``rule()`` if it is :data:`DERIVED` (or None); return whether
+        it was derived. The names of derived fields are kept in ``derived_fields``."""
+        if getattr(self, name) is None or getattr(self, name) == DERIVED:
+            object.__setattr__(self, name, rule())
+            derived = set(getattr(self, "derived_fields", ()))
+            object.__setattr__(self, "derived_fields", tuple(sorted(derived | {name})))
+            return True
+        return False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The validated values of every field (derived ones resolved)."""
+        return {n: getattr(self, n) for n in self.field_names()}
 
 
 def parse_yaml_string(value: Any) -> Any:

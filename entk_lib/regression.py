@@ -9,8 +9,8 @@ training, ``K_T``, it is the "after kernel" predictor.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from .linalg import as_numpy, centered
 from .params import check_int, check_real
 
 __all__ = [
@@ -21,10 +21,7 @@ __all__ = [
 ]
 
 
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=float)
+_np = as_numpy
 
 
 def kernel_regression(
@@ -154,7 +151,5 @@ def kernel_target_alignment(k, y, *, center: bool = True) -> float:
     yy = yy[:, None] if yy.ndim == 1 else yy
     target = yy @ yy.T
     if center:
-        n = kk.shape[0]
-        h = np.eye(n) - 1.0 / n
-        kk, target = h @ kk @ h, h @ target @ h
+        kk, target = centered(kk), centered(target)
     return float(np.sum(kk * target) / max(np.linalg.norm(kk) * np.linalg.norm(target), 1e-300))

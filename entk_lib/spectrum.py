@@ -12,6 +12,7 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from tqdm.auto import tqdm
 
 from .kernel import LowRankKernel
+from .linalg import fix_signs
 from .params import check_choice, check_int, check_real
 
 __all__ = [
@@ -90,7 +91,7 @@ def top_eigenpairs(
         values, vectors = _dense_top(kernel, k)
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]
-    return Eigenpairs(values, _fix_signs(vectors))
+    return Eigenpairs(values, fix_signs(vectors))
 
 
 def _as_numpy(kernel) -> np.ndarray:
@@ -314,15 +315,6 @@ class _Basis:
         self.t[:] = 0.0
         self.t[np.arange(m), np.arange(m)] = theta
         self.size = m
-
-
-def _fix_signs(vectors: np.ndarray) -> np.ndarray:
-    if vectors.size == 0:
-        return vectors
-    idx = np.argmax(np.abs(vectors), axis=0)
-    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
-    signs[signs == 0] = 1.0
-    return vectors * signs
 
 
 def cliff_ratios(eigenvalues, *, rtol: float = 1e-10) -> np.ndarray:

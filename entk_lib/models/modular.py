@@ -29,14 +29,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..cache import cached
-from ..params import check_int, check_int_list, check_prime, check_real
+from ..params import ChapterParams, check_int, check_int_list, check_prime, check_real
 from ..training import accuracy, train
 from .mlp import Scale
 
@@ -45,6 +45,7 @@ __all__ = [
     "ModularMLP",
     "ModularRun",
     "ModularSetup",
+    "ModularTraining",
     "Square",
     "modular_data",
     "rescale_layers",
@@ -198,6 +199,33 @@ class ModularSetup:
     def checkpoint_epochs(self) -> list[int]:
         """``0, checkpoint_every, 2 checkpoint_every, ...`` and the last epoch."""
         return sorted(set(range(0, self.epochs + 1, self.checkpoint_every)) | {self.epochs})
+
+
+@dataclass
+class ModularTraining(ChapterParams):
+    """The training settings that the modular chapters (modular addition, grokking, Laplacian
+    rotation) share, declared once: their parameter dataclasses extend it, so equal settings
+    mean one cached run per seed (:func:`train_modular`). Defaults as :class:`ModularSetup`."""
+
+    p: int = 29
+    width: int = 512
+    train_fraction: float = 0.7
+    lr: float = 0.05
+    weight_decay: float = 0.01
+    epochs: int = 500
+
+    variations: ClassVar[dict[str, list]] = {
+        "p": [23], "width": [64], "train_fraction": [0.5], "lr": [0.02], "weight_decay": [0.0],
+        "epochs": [100],
+    }
+
+    def __post_init__(self):
+        check_training_fields(self)
+
+    @property
+    def setup(self) -> ModularSetup:
+        """The :class:`ModularSetup` of these settings (checkpoints every 10 epochs)."""
+        return ModularSetup.from_params(self)
 
 
 @dataclass
