@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KINDS", "VERDICTS", "ClaimsTable", "fmt", "fmt_spread", "verdict"]
+__all__ = ["KINDS", "VERDICTS", "ClaimsTable", "TextTable", "fmt", "fmt_spread", "verdict"]
 
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 
@@ -60,6 +60,34 @@ class Row:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+class TextTable:
+    """Any other table of a chapter: Markdown in the book (``_repr_markdown_``), aligned text
+    for nbval and ``print`` (``__str__``; columns padded on the ``align`` side: "left" or
+    "right"). ``title`` is optional."""
+
+    def __init__(self, title: str | None, header: list, rows: list[list], *, align: str = "left"):
+        if align not in ("left", "right"):
+            raise ValueError(f"`align` must be 'left' or 'right', got {align!r}")
+        self.title, self.align = title, align
+        self.header = [str(h) for h in header]
+        self.rows = [[str(c) for c in r] for r in rows]
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| " + " | ".join(_md(h) for h in self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in self.rows]
+        return (f"**{self.title}**\n\n" if self.title else "") + "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        cells = [self.header, *self.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.header))]
+        pad = str.ljust if self.align == "left" else str.rjust
+        sep = "  "
+        lines = [sep.join(pad(c, w) for c, w in zip(r, widths, strict=True)) for r in cells]
+        return "\n".join(([self.title] if self.title else []) + lines)
+
+    __repr__ = __str__
 
 
 class ClaimsTable:
