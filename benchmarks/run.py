@@ -83,12 +83,10 @@ def build(case: Case):
         x, _ = modular_data(case.p)
         return model.to(dtype).eval(), x.to(dtype)
     if case.model == "tms":  # the chapter's first model (n=50, m=10, S=0.3), trained 5000 epochs
-        from entk_lib.models.tms import TMS, importance, tms_data, train_tms
+        from entk_lib.models.tms import TMSSetup, train_tms
 
-        torch.manual_seed(0)
-        model, data = TMS(50, 10), tms_data(500, 50, 0.3, seed=0)
-        train_tms(model, data, importance(50), epochs=5000)
-        return model.to(dtype).eval(), data.to(dtype)
+        run = train_tms(TMSSetup(), seed=0)
+        return run.model().to(dtype).eval(), run.data.to(dtype)
     if case.model == "transformer":  # at initialization: the kernel's cost does not depend on training
         from entk_lib.models.transformer import ModularTransformer, modular_tokens
 

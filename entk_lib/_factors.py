@@ -62,7 +62,7 @@ class JacobianFactor:
 
 @dataclass
 class LinearFactor:
-    """Factored Jacobian of a ``Linear`` or ``Embedding`` weight.
+    """Structured factors of the Jacobian of a ``Linear`` or ``Embedding`` weight.
 
     Attributes
     ----------
@@ -154,7 +154,7 @@ def contract_factors(fa: Factor, fb: Factor, collapse: str) -> torch.Tensor:
 
 
 def _structured_is_cheaper(fa: LinearFactor, fb: LinearFactor, collapse: str) -> bool:
-    """Compare multiply-add counts of the factored and the explicit contraction."""
+    """Compare multiply-add counts of the structured and the explicit contraction."""
     c, n, t_len, out = fa.grads.shape
     m, s_len = fb.grads.shape[1], fb.grads.shape[2]
     mult = class_multiplicity(collapse, c)

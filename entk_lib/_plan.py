@@ -1,10 +1,33 @@
-"""Which parameters enter the kernel, and which backend computes each of them."""
+"""Which parameters enter the kernel, and which backend computes each of them.
+
+The engine's one vocabulary of *backends* (how Jacobian products are computed), shared by
+:func:`entk_lib.entk`, :func:`entk_lib.entk_operator` and :func:`entk_lib.entk_eigenpairs`:
+
+``"structured"``
+    Stock ``nn.Linear`` / ``nn.Embedding`` parameters by their structured factors (output
+    cotangents ``G`` and layer inputs ``U``: the Jacobian of ``y = W u`` is ``G (outer) u``, its
+    rows never formed), cross-checked against autodiff; every other tensor by ``vmap(jacrev)``.
+``"jacobian"``
+    Every tensor by per-sample Jacobians, ``vmap(jacrev)``.
+``"vjp"``
+    Matrix-free: ``torch.func.vjp`` then ``jvp`` of the model, no Jacobian stored
+    (:func:`entk_lib.entk_operator` only).
+``"auto"``
+    The engine decides: ``structured`` for dense kernels; for operators ``structured`` when its
+    factors fit the memory budget, else ``vjp``.
+
+A :class:`KernelPlan` records the decision per parameter tensor; it is built once (pilot passes
+and the Jacobian-vector-product cross-check) and can be handed to every entry point (``plan=``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -21,6 +44,30 @@ from ._factors import (
 )
 
 logger = logging.getLogger("entk_lib")
+
+#: How Jacobian products are computed (see the module docstring).
+Backend = Literal["auto", "structured", "jacobian", "vjp"]
+BACKENDS: tuple[str, ...] = ("auto", "structured", "jacobian", "vjp")
+#: Old spellings still accepted, with a DeprecationWarning: ``entk_operator(backend="factored")``.
+_OLD_BACKENDS = {"factored": "structured"}
+
+
+def check_backend(backend, allowed: Sequence[str] = BACKENDS, where: str = "") -> str:
+    """``backend`` in the engine's vocabulary (old spellings mapped, with a DeprecationWarning);
+    a ValueError names the valid ones for the entry point ``where``."""
+    if isinstance(backend, str) and backend in _OLD_BACKENDS:
+        new = _OLD_BACKENDS[backend]
+        warnings.warn(f"backend={backend!r} is deprecated; use backend={new!r} (the same strategy)",
+                      DeprecationWarning, stacklevel=3)
+        backend = new
+    if backend not in allowed:
+        hint = ""
+        if backend == "vjp":
+            hint = (" ('vjp' is matrix-free: use entk_lib.entk_operator or "
+                    "entk_lib.entk_eigenpairs(..., route='matrix_free'))")
+        raise ValueError(f"`backend` must be one of {list(allowed)}{' for ' + where if where else ''}, "
+                         f"got {backend!r}{hint}")
+    return backend
 
 
 @dataclass(frozen=True)
@@ -50,6 +97,13 @@ class KernelPlan:
     sum_outputs: bool = False
     #: where the parameters (and so the factors and kernels) live
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def with_sum_outputs(self, sum_outputs: bool) -> KernelPlan:
+        """A copy of the plan (sharing its parameters and modules) that differentiates the summed
+        outputs (``sum_logits``) or each output; the plan itself is left as built."""
+        if sum_outputs == self.sum_outputs:
+            return self
+        return dataclasses.replace(self, sum_outputs=sum_outputs)
 
     def describe(self) -> str:
         lines = [f"{'parameter':<40} {'numel':>10}  backend"]
@@ -95,7 +149,8 @@ class KernelPlan:
         return out
 
     def jacobian(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The explicit Jacobian (C, n, P), parameters in the order of ``self.params``."""
+        """The explicit Jacobian (C, n, P) (output, input, parameter: class-major, as the rows of
+        the ``flattened`` kernel), parameters in the order of ``self.params``."""
         factors = self.factors(inputs)
         return torch.cat([factors[name].explicit() for name in self.params], dim=2)
 
@@ -170,9 +225,13 @@ def make_plan(
     output_weights=None,
     backend: str = "auto",
 ) -> KernelPlan:
-    """Validate the call and decide the backend of every selected parameter tensor."""
-    if backend not in ("auto", "jacobian"):
-        raise ValueError(f"`backend` must be 'auto' or 'jacobian', got {backend!r}")
+    """Validate the call and decide the backend of every selected parameter tensor.
+
+    ``backend``: ``"auto"`` or ``"structured"`` (the same here: structured factors where they are
+    verified, ``vmap(jacrev)`` elsewhere) or ``"jacobian"`` (``vmap(jacrev)`` for every tensor).
+    The structured path costs two pilot forward passes and one Jacobian-vector-product check.
+    """
+    backend = check_backend(backend, ("auto", "structured", "jacobian"), "a kernel plan")
     n_outputs = check_inputs(model, inputs)
     names = select_parameters(model, layers)
     named = dict(model.named_parameters())
@@ -180,7 +239,7 @@ def make_plan(
     weights = check_output_weights(output_weights, n_outputs, dtype, named[names[0]].device)
     owner = {n: n.rpartition(".")[0] for n in names}
     structured = {}
-    if backend == "auto":
+    if backend != "jacobian":
         structured = _structured_modules(model, inputs, {owner[n] for n in names})
     infos = {
         n: ParamInfo(n, owner[n], named[n].numel(), "structured" if owner[n] in structured else "jacobian")
@@ -190,6 +249,29 @@ def make_plan(
     if structured:
         _verify_structured(plan, inputs[: min(2, inputs.shape[0])])
     logger.debug("eNTK plan:\n%s", plan.describe())
+    return plan
+
+
+def resolve_plan(model, inputs, layers, output_weights, backend: str, plan) -> KernelPlan:
+    """``plan`` if given (checked against the call: same model, no second ``layers`` or
+    ``output_weights``, a backend it can serve), else a new plan from :func:`make_plan`."""
+    if plan is None:
+        generic = backend == "jacobian"
+        return make_plan(model, inputs, layers, output_weights, "jacobian" if generic else "auto")
+    if not isinstance(plan, KernelPlan):
+        raise TypeError(f"`plan` must be a KernelPlan (entk_lib.entk_plan) or None, "
+                        f"got {type(plan).__name__}")
+    if plan.model is not model:
+        raise ValueError("`plan` was built for another model")
+    if layers is not None or output_weights is not None:
+        raise ValueError("`layers` and `output_weights` are part of `plan`: give them to "
+                         "entk_lib.entk_plan (or choose_route) instead of this call")
+    if backend == "jacobian" and any(p.backend == "structured" for p in plan.params.values()):
+        raise ValueError("backend='jacobian' needs a plan built with backend='jacobian'; this plan "
+                         "uses the structured backend for some parameters")
+    n_outputs = check_inputs(model, inputs)
+    if n_outputs != plan.n_outputs:
+        raise ValueError(f"`plan` was built for {plan.n_outputs} outputs; the model gives {n_outputs} here")
     return plan
 
 
@@ -299,4 +381,5 @@ def factor_bytes_per_sample(factors: dict[str, Factor]) -> int:
     return sum(f.nbytes_per_sample() for f in factors.values())
 
 
-__all__ = ["KernelPlan", "ParamInfo", "make_plan", "select_parameters", "LinearFactor"]
+__all__ = ["BACKENDS", "Backend", "KernelPlan", "ParamInfo", "check_backend", "make_plan", "resolve_plan",
+           "select_parameters", "LinearFactor"]

@@ -1,9 +1,11 @@
 """The empirical neural tangent kernel of any ``torch.nn.Module``.
 
 Notation: a batch of N inputs, a model with C outputs and P parameters, Jacobian ``J`` of shape
-(N, C, P). The eNTK is ``K[a, b, i, j] = sum_p J[a, i, p] J[b, j, p]``, shape (N, N, C, C), and
-:func:`entk` returns one of its collapses (see :mod:`entk_lib._collapse` for shapes and the
-class-major ordering of ``"flattened"``).
+(C, N, P) (output, input, parameter: class-major, so ``J.reshape(C*N, P)`` has the rows of the
+``flattened`` kernel; :func:`entk_jacobian` returns exactly this). The eNTK is
+``K[a, b, i, j] = sum_p J[i, a, p] J[j, b, p]``, shape (N, N, C, C), and :func:`entk` returns one
+of its collapses (see :mod:`entk_lib._collapse` for shapes and the class-major ordering of
+``"flattened"``).
 
 Three lines on your own model::
 
@@ -12,14 +14,19 @@ Three lines on your own model::
     pairs = entk_lib.top_eigenpairs(K, k=20)                    # values descending
 
 The dense kernel is built in chunks of inputs under a memory budget (``memory_budget`` bytes, by
-default ``ENTK_MEMORY_BUDGET`` or 4 GiB). Parameters of stock ``nn.Linear``/``nn.Embedding``
-modules use the structured backend (factored Jacobians, see :mod:`entk_lib._factors`); all others
-use ``torch.func`` (``vmap`` + ``jacrev``). For kernels too large to form, use
-:func:`entk_lib.entk_operator` (matrix-free) or :func:`entk_lowrank` (when P is small).
+default ``ENTK_MEMORY_BUDGET`` or 4 GiB). ``backend`` is the engine's one strategy switch (see
+:mod:`entk_lib._plan`): ``"structured"`` (the default under ``"auto"``) computes stock
+``nn.Linear``/``nn.Embedding`` parameters from their structured factors (:mod:`entk_lib._factors`)
+and all others by ``torch.func`` (``vmap`` + ``jacrev``); ``"jacobian"`` uses ``vmap(jacrev)`` for
+every tensor. The decision is a :class:`KernelPlan` (:func:`entk_plan`), which every entry point
+accepts prebuilt (``plan=``) so that it is made once. For kernels too large to form, use
+:func:`entk_lib.entk_operator` (matrix-free, also ``backend="vjp"``), :func:`entk_lowrank` (when P
+is small), or :func:`entk_lib.entk_eigenpairs`, which chooses.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,10 +44,22 @@ from ._collapse import (
     transpose_block,
 )
 from ._factors import Factor, contract_factors
-from ._plan import KernelPlan, check_inputs, factor_bytes_per_sample, make_plan
+from ._plan import (
+    BACKENDS,
+    Backend,
+    KernelPlan,
+    check_backend,
+    check_inputs,
+    factor_bytes_per_sample,
+    make_plan,
+    resolve_plan,
+)
 
 __all__ = [
+    "BACKENDS",
     "COLLAPSES",
+    "Backend",
+    "KernelPlan",
     "KernelTooLargeError",
     "LowRankKernel",
     "default_memory_budget",
@@ -63,16 +82,40 @@ def default_memory_budget() -> int:
     raw = os.environ.get("ENTK_MEMORY_BUDGET")
     if not raw:
         return 4 * GiB
-    raw = raw.strip()
-    for suffix, scale in (("GiB", GiB), ("MiB", 1024**2), ("GB", 10**9), ("MB", 10**6)):
-        if raw.endswith(suffix):
-            return int(float(raw[: -len(suffix)]) * scale)
-    return int(float(raw))
+    text, scale = raw.strip(), 1
+    for suffix, factor in (("GiB", GiB), ("MiB", 1024**2), ("GB", 10**9), ("MB", 10**6)):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)].strip(), factor
+            break
+    try:
+        value = float(text) * scale
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`ENTK_MEMORY_BUDGET` must be a positive number of bytes or a size such as "
+                         f"'6GiB', '512MiB', '8GB' or '500MB', got {raw!r}")
+    return int(value)
 
 
-def entk_plan(model: nn.Module, inputs: torch.Tensor, *, layers=None, backend="auto") -> KernelPlan:
-    """Which parameters enter the kernel and which backend computes each (``.describe()``)."""
-    return make_plan(model, inputs, layers, None, backend)
+#: Backends of the dense entry points (``"vjp"`` is matrix-free: :func:`entk_lib.entk_operator`).
+_DENSE_BACKENDS = ("auto", "structured", "jacobian")
+
+
+def entk_plan(
+    model: nn.Module, inputs: torch.Tensor, *, layers=None, output_weights=None, backend: Backend = "auto"
+) -> KernelPlan:
+    """Which parameters enter the kernel and which backend computes each (``.describe()``).
+
+    Built once (two pilot passes and a Jacobian-vector-product check of the structured factors),
+    it can be passed to :func:`entk`, :func:`entk_by_layer`, :func:`entk_jacobian`,
+    :func:`entk_lowrank` and :func:`entk_lib.entk_operator` as ``plan=`` (then without ``layers``
+    and ``output_weights``, which it holds). ``backend``: ``"auto"``/``"structured"`` (structured
+    factors where they are verified) or ``"jacobian"``; ``"vjp"`` builds the cheap ``"jacobian"``
+    plan (no pilot passes: a ``vjp`` operator only needs the parameter names and output weights).
+    """
+    backend = check_backend(backend, BACKENDS, "entk_plan")
+    generic = backend in ("jacobian", "vjp")
+    return make_plan(model, inputs, layers, output_weights, "jacobian" if generic else "auto")
 
 
 def entk(
@@ -83,9 +126,10 @@ def entk(
     collapse: str = "flattened",
     layers: str | Sequence[str] | None = None,
     output_weights=None,
-    backend: str = "auto",
+    backend: Backend = "auto",
     memory_budget: int | None = None,
     progress: bool = False,
+    plan: KernelPlan | None = None,
 ) -> torch.Tensor:
     """The eNTK of ``model`` at ``inputs`` (against ``inputs2`` if given), in one collapse.
 
@@ -104,19 +148,25 @@ def entk(
         Module names or parameter-name prefixes whose parameters alone enter the sum.
     output_weights : array of length C, optional
         Factor multiplying each output's Jacobian row (importance rescaling).
-    backend : {"auto", "jacobian"}
-        ``auto`` uses the structured path for Linear/Embedding parameters.
+    backend : {"auto", "structured", "jacobian"}
+        ``structured`` (the same as ``auto`` here) computes Linear/Embedding parameters from
+        their structured factors and the rest by ``vmap(jacrev)``; ``jacobian`` uses
+        ``vmap(jacrev)`` for all. Both give the same kernel (tested). ``vjp`` is matrix-free only.
     memory_budget : int, optional
-        Bytes for the kernel and its working memory (default :func:`default_memory_budget`).
+        Bytes for the kernel and its working memory (default :func:`default_memory_budget`); a
+        kernel above it raises :class:`KernelTooLargeError`.
     progress : bool
         Show a progress bar over input chunks.
+    plan : KernelPlan, optional
+        A prebuilt plan (:func:`entk_plan`, or ``choose_route(...).plan``), used instead of
+        building one; it holds ``layers`` and ``output_weights``.
 
     Returns
     -------
     Tensor in the model's dtype, shaped as listed under ``collapse``.
     """
     return _kernels(
-        model, inputs, inputs2, collapse, layers, output_weights, backend, memory_budget, progress, None
+        model, inputs, inputs2, collapse, layers, output_weights, backend, memory_budget, progress, None, plan
     )["total"]
 
 
@@ -129,9 +179,10 @@ def entk_by_layer(
     layers=None,
     output_weights=None,
     by: str = "module",
-    backend: str = "auto",
+    backend: Backend = "auto",
     memory_budget: int | None = None,
     progress: bool = False,
+    plan: KernelPlan | None = None,
 ) -> dict[str, torch.Tensor]:
     """One kernel per module that owns parameters (``by="module"``) or per tensor (``"parameter"``).
 
@@ -139,18 +190,28 @@ def entk_by_layer(
     root module are grouped under ``"<root>"``. Other arguments as in :func:`entk`.
     """
     return _kernels(
-        model, inputs, inputs2, collapse, layers, output_weights, backend, memory_budget, progress, by
+        model, inputs, inputs2, collapse, layers, output_weights, backend, memory_budget, progress, by, plan
     )
 
 
 def entk_jacobian(
-    model: nn.Module, inputs: torch.Tensor, *, layers=None, output_weights=None, backend="auto"
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    layers=None,
+    output_weights=None,
+    backend: Backend = "auto",
+    plan: KernelPlan | None = None,
 ) -> torch.Tensor:
-    """The Jacobian (C, N, P) of the outputs w.r.t. the selected parameters.
+    """The Jacobian ``J`` (C, N, P) of the outputs w.r.t. the selected parameters.
 
-    Parameters are concatenated in ``model.named_parameters()`` order, each flattened.
+    ``J[i, a, p]`` is output ``i`` at input ``a`` differentiated by parameter ``p`` (class-major:
+    ``J.reshape(C*N, P)`` is ordered as the rows of the ``flattened`` kernel). Parameters are
+    concatenated in ``model.named_parameters()`` order, each flattened. ``backend`` and ``plan``
+    as in :func:`entk`.
     """
-    plan = make_plan(model, inputs, layers, output_weights, backend)
+    backend = check_backend(backend, _DENSE_BACKENDS, "entk_jacobian")
+    plan = resolve_plan(model, inputs, layers, output_weights, backend, plan)
     return plan.jacobian(inputs)
 
 
@@ -188,15 +249,18 @@ def entk_lowrank(
     collapse: str = "flattened",
     layers=None,
     output_weights=None,
-    backend: str = "auto",
+    backend: Backend = "auto",
+    plan: KernelPlan | None = None,
 ) -> LowRankKernel:
     """The kernel as ``F F^T`` with ``F`` built from the Jacobian (for P < C*N, e.g. TMS).
 
-    ``flattened``: ``F = J`` reshaped (C*N, P), class-major rows; ``class_mean``: (N, C*P) over
-    sqrt(C); ``sum_logits``: the class-summed Jacobian (N, P) over sqrt(C).
+    ``flattened``: ``F = J`` (C, N, P) reshaped (C*N, P), class-major rows; ``class_mean``:
+    (N, C*P) over sqrt(C); ``sum_logits``: the class-summed Jacobian (N, P) over sqrt(C).
+    ``backend`` and ``plan`` as in :func:`entk`.
     """
     check_collapse(collapse, ("flattened", "class_mean", "sum_logits"))
-    jac = entk_jacobian(model, inputs, layers=layers, output_weights=output_weights, backend=backend)
+    jac = entk_jacobian(model, inputs, layers=layers, output_weights=output_weights, backend=backend,
+                        plan=plan)
     c, n, p = jac.shape
     if collapse == "flattened":
         factor = jac.reshape(c * n, p)
@@ -212,14 +276,16 @@ def entk_lowrank(
 # --------------------------------------------------------------------------------------------
 
 
-def _kernels(model, inputs, inputs2, collapse, layers, output_weights, backend, budget, progress, by):
+def _kernels(model, inputs, inputs2, collapse, layers, output_weights, backend, budget, progress, by,
+             plan=None):
     check_collapse(collapse)
+    backend = check_backend(backend, _DENSE_BACKENDS, "dense kernels")
     budget = default_memory_budget() if budget is None else int(budget)
-    plan = make_plan(model, inputs, layers, output_weights, backend)
+    plan = resolve_plan(model, inputs, layers, output_weights, backend, plan)
     if inputs2 is not None:
         check_inputs(model, inputs2, "inputs2")
     if collapse == "sum_logits":  # (1/C) S S^T, S the Jacobian of the summed outputs: C x cheaper
-        plan.sum_outputs = True
+        plan = plan.with_sum_outputs(True)
         kernels = _kernels_of_plan(plan, inputs, inputs2, "class_mean", budget, progress, by)
         return {g: k / plan.n_outputs for g, k in kernels.items()}
     return _kernels_of_plan(plan, inputs, inputs2, collapse, budget, progress, by)

@@ -2,20 +2,26 @@
 
 A product ``K V`` is ``J (J^T V)``: pull the block ``V`` back to parameter space, push it
 forward again. The kernel is never formed, nor are the Jacobian rows of Linear/Embedding weights.
-Two backends compute the pair:
+``backend`` (the engine's one vocabulary, :mod:`entk_lib._plan`) says how the pair is computed:
 
-``factored``
+``structured``
     The per-parameter Jacobian factors of :mod:`entk_lib._factors` are computed once for all
     inputs and kept (output cotangents ``G`` and layer inputs ``U`` for Linear/Embedding weights,
     explicit Jacobian blocks for other parameters). A product then costs
     ``O(N T out (C + in))`` per vector and Linear layer: a few matrix products, no autodiff.
+``jacobian``
+    The explicit Jacobian (C, N, P) of every parameter, ``vmap(jacrev)``, computed once and kept;
+    a product is two matrix products with it (memory C N P).
 ``vjp``
     ``torch.func.vjp`` then ``torch.func.jvp`` of the model on chunks of the batch, the columns
     of ``V`` batched with ``vmap``; no Jacobian at all. Without ``reuse_forward`` it holds one
     chunk's activations at a time; use it when the factors do not fit the memory budget (large
     models, long sequences).
+``auto``
+    ``structured`` when its factors fit half the memory budget, else ``vjp``.
 
-``backend="auto"`` takes ``factored`` when the factors fit the memory budget.
+The ``structured`` and ``jacobian`` operators are :class:`FactoredOperator` (products from stored
+factors), the ``vjp`` one a :class:`VjpOperator`.
 """
 
 from __future__ import annotations
@@ -30,8 +36,18 @@ from torch.func import functional_call, jvp, linearize, vjp, vmap
 
 from ._collapse import check_collapse
 from ._factors import Factor, JacobianFactor, LinearFactor, cat_factors
-from ._plan import check_inputs, check_output_weights, factor_bytes_per_sample, make_plan, select_parameters
-from .params import check_choice, check_int
+from ._plan import (
+    BACKENDS,
+    Backend,
+    KernelPlan,
+    check_backend,
+    check_inputs,
+    check_output_weights,
+    factor_bytes_per_sample,
+    resolve_plan,
+    select_parameters,
+)
+from .params import check_int
 
 __all__ = ["EntkOperator", "FactoredOperator", "VjpOperator", "entk_operator"]
 
@@ -77,7 +93,7 @@ class EntkOperator(LinearOperator):
 
     def apply_class_mean(self, v: torch.Tensor) -> torch.Tensor:
         """``sum_i J_i J_i^T v`` for v of shape (N, k), one cotangent per (class, vector); the
-        factored backend overrides this with a per-class product that costs C times less."""
+        :class:`FactoredOperator` overrides this with a per-class product that costs C times less."""
         n, c, k = self.n_inputs, self.n_outputs, v.shape[1]
         eye = torch.eye(c, dtype=self.torch_dtype, device=v.device)
         cot = (eye[:, None, None, :] * v.T[None, :, :, None]).reshape(c * k, n, c)
@@ -269,46 +285,52 @@ def entk_operator(
     collapse: str = "flattened",
     layers=None,
     output_weights=None,
-    backend: str = "auto",
+    backend: Backend = "auto",
     chunk_size: int = 256,
     column_block: int = 64,
     reuse_forward: bool | None = None,
     memory_budget: int | None = None,
+    plan: KernelPlan | None = None,
 ) -> EntkOperator:
     """A matrix-free ``LinearOperator`` for the eNTK (``flattened``, ``class_mean``, ``sum_logits``).
 
-    Same arguments and ordering as :func:`entk_lib.entk`. ``backend``: ``"factored"`` (stored
-    Jacobian factors, fastest), ``"vjp"`` (autodiff products, least memory) or ``"auto"``
-    (factored when the factors fit ``memory_budget``, default :func:`entk_lib.kernel.
-    default_memory_budget`). ``chunk_size`` inputs are processed per autodiff pass;
-    ``column_block`` vectors per factored product. ``reuse_forward`` (vjp backend) keeps each
-    chunk's forward pass for all products (default: when the estimated activations fit half the
-    budget). Use with :func:`entk_lib.top_eigenpairs`.
+    Same arguments and ordering as :func:`entk_lib.entk`. ``backend`` (see the module
+    docstring): ``"structured"`` (stored structured factors, fastest), ``"jacobian"`` (stored
+    explicit Jacobian), ``"vjp"`` (autodiff products, least memory) or ``"auto"`` (structured
+    when the factors fit half of ``memory_budget``, default :func:`entk_lib.kernel.
+    default_memory_budget`, else vjp); ``"factored"`` is the old name of ``"structured"``.
+    ``chunk_size`` inputs are processed per autodiff pass; ``column_block`` vectors per product
+    from stored factors. ``reuse_forward`` (vjp backend) keeps each chunk's forward pass for all products
+    (default: when the estimated activations fit half the budget). ``plan``: a prebuilt
+    :class:`~entk_lib.KernelPlan` (:func:`entk_lib.entk_plan`, ``choose_route(...).plan``), used
+    instead of building one. Use with :func:`entk_lib.top_eigenpairs`.
     """
     from .kernel import default_memory_budget
 
     check_collapse(collapse, ("flattened", "class_mean", "sum_logits"))
-    check_choice("backend", backend, ("auto", "factored", "vjp"))
+    backend = check_backend(backend, BACKENDS, "entk_operator")
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     column_block = check_int("column_block", column_block, minimum=1)
     budget = default_memory_budget() if memory_budget is None else int(memory_budget)
     n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else 0
+    if backend != "vjp" or plan is not None:
+        plan = resolve_plan(model, inputs, layers, output_weights, backend, plan)
     if backend != "vjp":
-        plan = make_plan(model, inputs, layers, output_weights)
         # sum_logits needs only the Jacobian of the summed outputs: C times smaller factors
-        plan.sum_outputs = collapse == "sum_logits"
-        pilot = plan.factors(inputs[: min(2, n)])
-        need = factor_bytes_per_sample(pilot) * n
-        if backend == "factored" or need <= budget // 2:
+        plan = plan.with_sum_outputs(collapse == "sum_logits")
+        if backend != "auto" or factor_bytes_per_sample(plan.factors(inputs[: min(2, n)])) * n <= budget // 2:
             parts = [plan.factors(inputs[s : s + chunk_size]) for s in range(0, n, chunk_size)]
             factors = {k: cat_factors([p[k] for p in parts]) for k in parts[0]}
             if plan.sum_outputs:
                 return FactoredOperator(factors, 1, collapse, column_block, 1.0 / plan.n_outputs)
             return FactoredOperator(factors, plan.n_outputs, collapse, column_block)
-    n_outputs = check_inputs(model, inputs)
-    names = select_parameters(model, layers)
-    first = dict(model.named_parameters())[names[0]]
-    weights = check_output_weights(output_weights, n_outputs, first.dtype, first.device)
+    if plan is not None:
+        names, n_outputs, weights = list(plan.params), plan.n_outputs, plan.output_weights
+    else:
+        n_outputs = check_inputs(model, inputs)
+        names = select_parameters(model, layers)
+        first = dict(model.named_parameters())[names[0]]
+        weights = check_output_weights(output_weights, n_outputs, first.dtype, first.device)
     if reuse_forward is None:
         reuse_forward = _activation_bytes(model, inputs[: min(2, n)]) * n // min(2, n) <= budget // 2
     return VjpOperator(model, inputs, collapse, names, n_outputs, weights, chunk_size, reuse_forward)

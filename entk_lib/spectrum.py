@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import LinearOperator, aslinearoperator, eigsh
 from tqdm.auto import tqdm
 
 from .kernel import LowRankKernel
@@ -19,10 +20,13 @@ __all__ = [
     "CliffRule",
     "Drops",
     "Eigenpairs",
+    "SOLVERS",
+    "SolverInfo",
     "block_krylov_eigsh",
     "cliff_ratios",
     "describe_drops",
     "find_cliffs",
+    "lanczos_eigsh",
     "top_eigenpairs",
 ]
 
@@ -39,16 +43,39 @@ class Eigenpairs(NamedTuple):
     vectors: np.ndarray
 
 
+class SolverInfo(NamedTuple):
+    """What :func:`top_eigenpairs` did (with ``return_info=True``).
+
+    ``solver``: ``"dense"`` (a dense eigensolver, also the dense fallback of an operator),
+    ``"gram"`` (a low-rank kernel's Gram matrix), ``"block"`` (block Krylov) or ``"lanczos"``
+    (ARPACK, or the fixed-step Lanczos when ``steps`` is given); ``n_products``: operator-vector
+    products made (columns; 0 for dense and low-rank kernels); ``residuals``: (k,) in the order
+    of the eigenpairs, the Ritz residual norms ``|beta_m s_(m,i)|`` of the fixed-step Lanczos
+    (a small value means a converged pair), else None.
+    """
+
+    solver: str
+    n_products: int
+    residuals: np.ndarray | None
+
+
+#: Eigensolvers of :func:`top_eigenpairs` for operators.
+SOLVERS = ("auto", "lanczos", "block")
+
+
 def top_eigenpairs(
     kernel,
     k: int,
     *,
-    method: str = "auto",
+    solver: str = "auto",
     tol: float | None = None,
     block_size: int | None = None,
+    steps: int | None = None,
     seed: int = 0,
-    progress: bool = False,
-) -> Eigenpairs:
+    progress=False,
+    return_info: bool = False,
+    method: str | None = None,
+):
     """The ``k`` largest eigenpairs of a symmetric PSD kernel.
 
     Parameters
@@ -56,15 +83,16 @@ def top_eigenpairs(
     kernel : Tensor or ndarray (n, n), LowRankKernel, or LinearOperator
         Dense matrices use LAPACK ``eigh`` (only the top k are computed). A
         :class:`~entk_lib.kernel.LowRankKernel` ``F F^T`` is diagonalized through the smaller
-        Gram matrix ``F^T F``. A ``LinearOperator`` (e.g. :func:`entk_lib.entk_operator`) uses
-        Lanczos (ARPACK ``eigsh``) or block Krylov (:func:`block_krylov_eigsh`), or a dense
-        fallback when ``k`` is close to ``n``.
+        Gram matrix ``F^T F``. A ``LinearOperator`` (e.g. :func:`entk_lib.entk_operator`, or the
+        language-model operator :class:`entk_lib.lm.LMKernelOperator`) uses Lanczos (ARPACK
+        ``eigsh``) or block Krylov (:func:`block_krylov_eigsh`), or a dense fallback when ``k``
+        is close to ``n``.
     k : int
         Number of eigenpairs, ``1 <= k <= n`` (``<= rank bound`` for a LowRankKernel).
-    method : {"auto", "lanczos", "block"}
+    solver : {"auto", "lanczos", "block"}
         For operators: ``lanczos`` (ARPACK, one vector at a time), ``block`` (block Krylov with
         locking: products in blocks, far less overhead per product), ``auto`` = block when
-        k > 32.
+        k > 32. (``method=`` is its old, deprecated name.)
     tol : float, optional
         Residual tolerance relative to the largest eigenvalue (default: 1e-10 for float64
         operators, 1e-5 for float32; the block method never asks for less than 50 machine
@@ -72,26 +100,113 @@ def top_eigenpairs(
         gives eigenvalue errors of order ``r^2 / gap``. 0 means machine precision for Lanczos.
     block_size : int, optional
         Block width of the block method (default ``max(16, min(256, k // 4))``).
+    steps : int, optional
+        Run exactly ``steps`` Lanczos steps (``k <= steps <= n``; fewer if the Krylov space
+        becomes invariant) with full re-orthogonalization in float64, as in the paper
+        (:func:`lanczos_eigsh`), instead of iterating to ``tol``: one operator product per step,
+        on any kernel (dense ones as operators). Needs ``solver`` ``"lanczos"`` or ``"auto"``.
     seed : int
         Seed of the start vectors, for reproducible eigenvectors.
-    progress : bool
-        Show the block method's restart cycles.
+    progress : bool, callable or progress bar
+        ``True`` shows the block method's restart cycles, or the Lanczos products; a callable
+        ``f(n)`` or an object with ``update(n)`` (e.g. a ``tqdm`` bar) is told of every ``n``
+        operator products.
+    return_info : bool
+        Also return a :class:`SolverInfo` (solver, products, residuals).
 
     Returns
     -------
-    Eigenpairs with numpy arrays; eigenvector signs are fixed so the largest-magnitude entry of
-    each vector is positive.
+    Eigenpairs with numpy arrays (and a SolverInfo with ``return_info``); eigenvector signs are
+    fixed so the largest-magnitude entry of each vector is positive.
     """
+    solver = _check_solver(solver, method)
+    if steps is not None:
+        if solver not in ("auto", "lanczos"):
+            raise ValueError(f"`steps` (a fixed number of Lanczos steps) needs solver 'lanczos', "
+                             f"got {solver!r}")
+        kernel = _as_operator(kernel)
     if isinstance(kernel, LowRankKernel):
         values, vectors = _lowrank_top(kernel, k)
+        info = SolverInfo("gram", 0, None)
     elif isinstance(kernel, LinearOperator):
-        check_choice("method", method, ("auto", "lanczos", "block"))
-        values, vectors = _operator_top(kernel, k, method, tol, block_size, seed, progress)
+        values, vectors, info = _operator_top(kernel, k, solver, tol, block_size, steps, seed, progress)
     else:
         values, vectors = _dense_top(kernel, k)
+        info = SolverInfo("dense", 0, None)
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]
-    return Eigenpairs(values, fix_signs(vectors))
+    if info.residuals is not None:
+        info = info._replace(residuals=info.residuals[order])
+    pairs = Eigenpairs(values, fix_signs(vectors))
+    return (pairs, info) if return_info else pairs
+
+
+def _check_solver(solver, method) -> str:
+    if method is not None:
+        warnings.warn("top_eigenpairs(method=...) is deprecated; use solver=... (the same values)",
+                      DeprecationWarning, stacklevel=3)
+        if solver not in ("auto", method):
+            raise ValueError(f"`method` ({method!r}) and `solver` ({solver!r}) disagree; give `solver` only")
+        check_choice("method", method, SOLVERS)
+        solver = method
+    return check_choice("solver", solver, SOLVERS)
+
+
+def _as_operator(kernel) -> LinearOperator:
+    """Any kernel as a ``LinearOperator`` (for the fixed-step Lanczos)."""
+    if isinstance(kernel, LinearOperator):
+        return kernel
+    if isinstance(kernel, LowRankKernel):
+        factor = kernel.factor.detach().cpu().numpy()
+        n = factor.shape[0]
+        return LinearOperator((n, n), matvec=lambda v: factor @ (factor.T @ v),
+                              matmat=lambda v: factor @ (factor.T @ v), dtype=factor.dtype)
+    mat = _as_numpy(kernel)
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise ValueError(f"`kernel` must be a square matrix, got shape {mat.shape}")
+    _check_symmetric(mat)
+    return aslinearoperator(mat)
+
+
+class _Counted(LinearOperator):
+    """``op`` with its products counted (columns) and reported to ``callback(n)``."""
+
+    def __init__(self, op: LinearOperator, callback=None):
+        self.op, self.callback, self.count = op, callback, 0
+        super().__init__(dtype=op.dtype, shape=op.shape)
+
+    def _tick(self, n: int) -> None:
+        self.count += n
+        if self.callback is not None:
+            self.callback(n)
+
+    def _matvec(self, v):
+        out = self.op.matvec(v)
+        self._tick(1)
+        return out
+
+    def _matmat(self, v):
+        out = self.op.matmat(v)
+        self._tick(v.shape[1])
+        return out
+
+    def _rmatvec(self, v):
+        return self._matvec(v)
+
+    def _adjoint(self):
+        return self
+
+
+def _callback(progress):
+    """The per-products callback of a ``progress`` argument (None for True/False)."""
+    if progress is None or isinstance(progress, bool):
+        return None
+    if hasattr(progress, "update"):
+        return progress.update
+    if callable(progress):
+        return progress
+    raise TypeError(f"`progress` must be a bool, a callable or an object with update(n), "
+                    f"got {type(progress).__name__}")
 
 
 def _as_numpy(kernel) -> np.ndarray:
@@ -174,21 +289,78 @@ def _default_tol(dtype) -> float:
     return 1e-5 if np.dtype(dtype) == np.float32 else 1e-10
 
 
-def _operator_top(op: LinearOperator, k, method, tol, block_size, seed, progress):
+def _operator_top(op: LinearOperator, k, solver, tol, block_size, steps, seed, progress):
     n = op.shape[0]
     k = _check_k(k, n)
-    if k >= n - 1 or (method == "auto" and n <= 2 * k + 64):
-        dense = op.matmat(np.eye(n, dtype=op.dtype))
-        return _dense_top(dense, k)
-    if method == "block" or (method == "auto" and k > 32):
-        block = block_size or max(16, min(256, k // 4))
-        tol = _default_tol(op.dtype) if tol is None else tol
-        dtype = np.float32 if np.dtype(op.dtype) == np.float32 else np.float64
-        return block_krylov_eigsh(op.matmat, n, k, block_size=block, tol=tol, seed=seed,
-                                  dtype=dtype, progress=progress)
-    v0 = np.random.default_rng(seed).standard_normal(n).astype(op.dtype)
-    values, vectors = eigsh(op, k=k, which="LA", tol=0.0 if tol is None else tol, v0=v0)
-    return values, vectors
+    if steps is not None:
+        steps = check_int("steps", steps, minimum=k, maximum=n)
+        kind = "steps"
+    elif k >= n - 1 or (solver == "auto" and n <= 2 * k + 64):
+        kind = "dense"
+    elif solver == "block" or (solver == "auto" and k > 32):
+        kind = "block"
+    else:
+        kind = "lanczos"
+    bar = None
+    if progress is True and kind in ("steps", "lanczos"):
+        bar = tqdm(total=steps, desc="Lanczos", leave=False)
+    counted = _Counted(op, bar.update if bar is not None else _callback(progress))
+    residuals = None
+    try:
+        if kind == "dense":
+            values, vectors = _dense_top(counted.matmat(np.eye(n, dtype=op.dtype)), k)
+        elif kind == "block":
+            block = block_size or max(16, min(256, k // 4))
+            tol = _default_tol(op.dtype) if tol is None else tol
+            dtype = np.float32 if np.dtype(op.dtype) == np.float32 else np.float64
+            values, vectors = block_krylov_eigsh(counted.matmat, n, k, block_size=block, tol=tol, seed=seed,
+                                                 dtype=dtype, progress=progress is True)
+        elif kind == "lanczos":
+            v0 = np.random.default_rng(seed).standard_normal(n).astype(op.dtype)
+            values, vectors = eigsh(counted, k=k, which="LA", tol=0.0 if tol is None else tol, v0=v0)
+        else:
+            values, vectors, residuals = lanczos_eigsh(counted.matvec, n, k, steps, seed=seed)
+    finally:
+        if bar is not None:
+            bar.close()
+    name = "lanczos" if kind == "steps" else kind
+    return values, vectors, SolverInfo(name, counted.count, residuals)
+
+
+def lanczos_eigsh(matvec, n: int, k: int, steps: int, *, seed: int = 0):
+    """Top-``k`` eigenpairs of a symmetric PSD operator from ``steps`` Lanczos steps.
+
+    Every new Krylov vector is re-orthogonalized (twice, classical Gram-Schmidt) against all
+    previous ones, in float64, as in the paper; the start vector is Gaussian with ``seed``.
+    ``steps`` products ``matvec(v)`` are made, fewer if the Krylov space becomes invariant (a
+    new direction below 1e-12 of the first Rayleigh quotient). Memory: the basis, ``steps x n``
+    float64.
+
+    Returns
+    -------
+    (values (k,) descending, vectors (n, k), residuals (k,)) with ``residuals`` the Ritz residual
+    norms ``|beta_m s_(m,i)|``; at most as many pairs as steps made.
+    """
+    q = np.random.default_rng(seed).standard_normal(n)
+    basis = np.zeros((steps, n))
+    basis[0] = q / np.linalg.norm(q)
+    alphas, betas = [], []
+    for j in range(steps):
+        w = np.asarray(matvec(basis[j]), dtype=np.float64)
+        alphas.append(float(basis[j] @ w))
+        for _ in range(2):
+            w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
+        beta = float(np.linalg.norm(w))
+        betas.append(beta)
+        if j == steps - 1 or beta <= 1e-12 * max(abs(alphas[0]), 1e-300):
+            break
+        basis[j + 1] = w / beta
+    m = len(alphas)
+    values, small = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas[: m - 1]))
+    order = np.argsort(values)[::-1][: min(k, m)]
+    vectors = basis[:m].T @ small[:, order]
+    residuals = np.abs(betas[m - 1] * small[-1, order])
+    return values[order], vectors, residuals
 
 
 def block_krylov_eigsh(

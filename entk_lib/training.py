@@ -1,9 +1,17 @@
-"""A training loop with evaluation history and checkpoints, shared by the chapters' models."""
+"""A training loop with evaluation history and checkpoints, shared by the chapters' models.
+
+:func:`train` runs full-batch or minibatch training; the order of the minibatches (``shuffle``,
+e.g. :func:`dataloader_order`) and what is recorded at each evaluation (``evaluate``) can be
+supplied by the model's module, so that every model trains through this one loop.
+:func:`single_thread` and :func:`load_average` describe the conditions a run is timed under.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -12,9 +20,13 @@ from tqdm.auto import tqdm
 
 from .params import check_int
 
-__all__ = ["TrainingRun", "accuracy", "train"]
+__all__ = ["TrainingRun", "accuracy", "dataloader_order", "load_average", "single_thread", "train"]
 
 Metrics = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, float]]
+#: ``n -> permutation of range(n)`` (a LongTensor (n,)), called once per epoch.
+Shuffle = Callable[[int], torch.Tensor]
+#: ``model -> {history key: value}``, called in eval mode without gradients.
+Evaluate = Callable[[nn.Module], dict[str, float]]
 
 
 @dataclass
@@ -53,6 +65,60 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def dataloader_order(generator: torch.Generator) -> Shuffle:
+    """Per-epoch permutations drawn as ``torch.utils.data.RandomSampler`` draws them from the
+    global generator: each epoch seeds a fresh generator with one int64 draw from ``generator``
+    (which may have drawn the initial weights before), then takes ``randperm(n)`` from it.
+
+    (A ``DataLoader(shuffle=True)`` also draws a worker base seed from the same generator before
+    each epoch's permutation; that draw is not made here.)"""
+
+    def order(n: int) -> torch.Tensor:
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+    return order
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (restored afterwards): the same floating-point
+    reductions on every machine, and no oversubscription when runs go in parallel processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS does not report it)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def _seeded_order(seed: int) -> Shuffle:
+    """Per-epoch ``randperm(n)`` from one generator seeded with ``seed`` (the default order)."""
+    gen = torch.Generator().manual_seed(seed)
+    return lambda n: torch.randperm(n, generator=gen)
+
+
+def _split_metrics(metric_fn: Metrics, train_data: tuple, test_data: tuple | None) -> Evaluate:
+    """An :data:`Evaluate` recording ``train_m`` and ``test_m`` for each metric ``m``."""
+    sets = {"train": train_data} | ({"test": test_data} if test_data is not None else {})
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        out = {}
+        for split, (xs, ys) in sets.items():
+            out |= {f"{split}_{name}": value for name, value in metric_fn(model, xs, ys).items()}
+        return out
+
+    return evaluate
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -62,18 +128,23 @@ def train(
     epochs: int,
     test_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     metrics: Metrics | None = None,
+    evaluate: Evaluate | None = None,
     batch_size: int | None = None,
+    shuffle: Shuffle | None = None,
     eval_every: int = 1,
     checkpoint_epochs: Iterable[int] = (),
     seed: int = 0,
     progress: bool = True,
     desc: str = "training",
 ) -> TrainingRun:
-    """Train ``model`` in place for ``epochs`` passes over ``train_data``.
+    """Train ``model`` in place for ``epochs`` passes over ``train_data`` (x (N, ...), y (N, ...)).
 
-    Full batch when ``batch_size`` is None, else shuffled minibatches from a generator seeded
-    with ``seed``. Every ``eval_every`` epochs (and at epochs 0 and ``epochs``) ``metrics`` (by
-    default the loss) is evaluated on the train and test sets in ``eval`` mode.
+    Full batch when ``batch_size`` is None, else minibatches of ``batch_size`` rows in the order
+    ``shuffle(N)`` gives each epoch (default: ``randperm`` from a generator seeded with ``seed``).
+    Every ``eval_every`` epochs (and at epochs 0 and ``epochs``) the model is evaluated in
+    ``eval`` mode without gradients: ``evaluate(model)`` gives the history entries when given,
+    else ``metrics`` (by default the loss) on the train and test sets gives ``train_m`` and
+    ``test_m``. Parameters are kept at ``checkpoint_epochs``.
     """
     epochs = check_int("epochs", epochs, minimum=0)
     eval_every = check_int("eval_every", eval_every, minimum=1)
@@ -82,33 +153,32 @@ def train(
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     wanted = {check_int("checkpoint_epochs", e, minimum=0, maximum=epochs) for e in checkpoint_epochs}
-    gen = torch.Generator().manual_seed(seed)
+    shuffle = shuffle or _seeded_order(seed)
     run = TrainingRun(history={"epoch": []})
-    metric_fn = metrics or (lambda m, xb, yb: {"loss": float(loss_fn(m(xb), yb))})
+    measure = evaluate or _split_metrics(
+        metrics or (lambda m, xb, yb: {"loss": float(loss_fn(m(xb), yb))}), (x, y), test_data)
 
-    def evaluate(epoch: int) -> None:
+    def record(epoch: int) -> None:
         model.eval()
         with torch.no_grad():
-            sets = {"train": (x, y)} | ({"test": test_data} if test_data is not None else {})
             run.history["epoch"].append(epoch)
-            for split, (xs, ys) in sets.items():
-                for name, value in metric_fn(model, xs, ys).items():
-                    run.history.setdefault(f"{split}_{name}", []).append(float(value))
+            for name, value in measure(model).items():
+                run.history.setdefault(name, []).append(float(value))
         model.train()
 
-    evaluate(0)
+    record(0)
     if 0 in wanted:
         run.checkpoints[0] = _snapshot(model)
     model.train()
     for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not progress, mininterval=1.0):
-        order = torch.randperm(n, generator=gen) if batch_size else None
+        order = shuffle(n) if batch_size else None
         for start in range(0, n, batch_size or n):
             idx = order[start : start + batch_size] if batch_size else slice(None)
             optimizer.zero_grad(set_to_none=True)
             loss_fn(model(x[idx]), y[idx]).backward()
             optimizer.step()
         if epoch % eval_every == 0 or epoch == epochs:
-            evaluate(epoch)
+            record(epoch)
         if epoch in wanted:
             run.checkpoints[epoch] = _snapshot(model)
     model.eval()

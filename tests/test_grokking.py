@@ -9,9 +9,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
-import entk_lib.claims  # noqa: E402
 from entk_lib.experiments import grokking as gk  # noqa: E402
+from entk_lib.experiments.grokking.claims import _jump_at_transition  # noqa: E402
+from entk_lib.experiments.grokking.pipeline import _faithfulness, _largest_past  # noqa: E402
+from entk_lib.features import cliff_windows  # noqa: E402
 from entk_lib.grokking import (  # noqa: E402
     central_difference,
     derivative_peak,
@@ -19,7 +22,12 @@ from entk_lib.grokking import (  # noqa: E402
     grokking_onset,
     rise_window,
 )
+from entk_lib.laplacian import laplacian_pair, pair_families, pair_match, two_stage_rotation  # noqa: E402
+from entk_lib.linalg import centered, eigh_top  # noqa: E402
+from entk_lib.models.modular import train_modular  # noqa: E402
+from entk_lib.params import DERIVED  # noqa: E402
 from entk_lib.regression import kernel_regression, kernel_target_alignment  # noqa: E402
+from entk_lib.spectrum import describe_drops  # noqa: E402
 
 
 def _sigmoid(t, center, width):
@@ -140,9 +148,9 @@ def test_second_cliff_uses_the_books_cliff_rule():
     flat[c2:] /= 1.4
     busy = np.concatenate([[1.0], np.cumprod(1 / rng.uniform(1.3, 1.5, 24))])
     busy[c2:] *= busy[c2 - 1] / busy[c2] / 1.4
-    assert gk.describe_drops(flat, params.rule).cliff[[c1, c2]].all()
-    assert not gk.describe_drops(busy, params.rule).cliff[c2]
-    assert gk._largest_past(gk.describe_drops(flat, params.rule), c2, c1 + 1)
+    assert describe_drops(flat, params.rule).cliff[[c1, c2]].all()
+    assert not describe_drops(busy, params.rule).cliff[c2]
+    assert _largest_past(describe_drops(flat, params.rule), c2, c1 + 1)
 
 
 def test_params_validation_and_setup():
@@ -171,12 +179,12 @@ def test_fast_alignment_and_stacked_regression_match_the_library():
     f = rng.standard_normal((30, 40))
     kernel = f @ f.T / 40
     y = np.eye(5)[rng.integers(0, 5, 30)]
-    fast = kernel_target_alignment(gk._centered(kernel), gk._centered(y), center=False)
+    fast = kernel_target_alignment(centered(kernel), centered(y), center=False)
     assert np.isclose(fast, kernel_target_alignment(kernel, y))
     train, test = np.arange(20), np.arange(20, 30)
     refs = {"a": rng.standard_normal((30, 5)), "b": rng.standard_normal((30, 5))}
     final = rng.standard_normal((30, 5))
-    out = gk._faithfulness(kernel, refs, y, final, train, test)
+    out = _faithfulness(kernel, refs, y, final, train, test)
     for name, f0 in refs.items():
         lin = kernel_regression(kernel[np.ix_(train, train)], y[train], kernel[np.ix_(test, train)],
                                 f0_train=f0[train], f0_test=f0[test])
@@ -184,13 +192,15 @@ def test_fast_alignment_and_stacked_regression_match_the_library():
         assert np.isclose(out[f"{name}_r2"], 1 - resid / np.sum((final[test] - final[test].mean(0)) ** 2))
 
 
-def test_eigh_desc_matches_top_eigenpairs():
+def test_the_chapters_eigensolver_matches_top_eigenpairs():
+    """The chapter diagonalizes each checkpoint with entk_lib.linalg.eigh_top (a full eigh):
+    the same values and sign-fixed vectors as the library's general solver."""
     import entk_lib
 
     rng = np.random.default_rng(2)
     f = rng.standard_normal((25, 30))
     kernel = f @ f.T
-    values, vectors = gk._eigh_desc(kernel, 6)
+    values, vectors = eigh_top(kernel, 6)
     ref_values, ref_vectors = entk_lib.top_eigenpairs(kernel, 6)
     assert np.allclose(values, ref_values) and np.allclose(vectors, ref_vectors)
 
@@ -214,9 +224,12 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     assert r["vectors"].shape == (4, 25, 17) and "vectors" not in results[1]
     summaries = [gk.summarize_seed(res, params) for res in results]
     table = gk.claims_table(summaries, results, params)
-    assert len(table.rows) == 6 and all(row.verdict in entk_lib.claims.VERDICTS for row in table.rows)
-    assert "peak - onset" in gk.key_numbers(summaries, results, params)
+    assert len(table.rows) == 6
+    assert len(gk.key_numbers(summaries, results, params).splitlines()) == 16
     numbers = gk.record(summaries, results, params, table).to_dict()["numbers"]
+    assert numbers["onset[seed=1]"]["value"] == (None if summaries[1]["onset"] is None
+                                                 else float(summaries[1]["onset"]))
+    assert np.isclose(numbers["final_overlap.sum[seed=0]"]["value"], r["second_sum"][-1] / 100)
     assert all(n["value"] is None or np.isfinite(n["value"]) for n in numbers.values())
     for fig in (gk.plot_training(results, summaries), gk.plot_spectra(r, summaries[0], params),
                 gk.plot_cliff_evolution(results, summaries, params),
@@ -251,8 +264,8 @@ def test_claims_follow_the_stated_criteria():
     assert verdicts == ["partly reproduced", "partly reproduced", "partly reproduced", "partly reproduced",
                         "partly reproduced", "partly reproduced"]
     # "at" the transition: a rise that ends where the accuracy's begins is only partly at it
-    assert gk._jump_at_transition((20, 80), (80, 100), 20) == (False, True)
-    assert gk._jump_at_transition((70, 100), (80, 100), 20) == (True, True)
+    assert _jump_at_transition((20, 80), (80, 100), 20) == (False, True)
+    assert _jump_at_transition((70, 100), (80, 100), 20) == (True, True)
     rotation = gk.rotation_row([{40: {"score": 0.9}, 100: {"score": 0.9}}] * 2, good, np.array([0.01]),
                                params)
     table = gk.claims_table(good, [], params, rotation_row=rotation)
@@ -296,3 +309,115 @@ def test_record_holds_verdicts_and_key_numbers():
     # within tolerance: no report
     near = gk.record(*_record_inputs(memorized=45, mag_gain=11.0)[:2], params, table, rotations, null)
     assert compare_records(d, near.to_dict()) == []
+
+
+# ---- derived parameters ------------------------------------------------------------------------
+
+def test_derived_parameters_at_the_defaults_are_the_papers():
+    params = gk.GrokkingParams()
+    assert params.checkpoint_every == 10 and params.top_k == 200
+    assert params.spectrum_epochs == [0, 60, 80, 100, 500]
+    assert params.rotation_epochs == [40, 60, 80, 100, 150, 500]
+    assert set(params.derived_fields) == {"checkpoint_every", "spectrum_epochs", "rotation_epochs", "top_k"}
+    assert gk.GrokkingParams.defaults()["spectrum_epochs"] == DERIVED
+
+
+@pytest.mark.parametrize("change, spectrum, rotation", [
+    ({"checkpoint_every": 20}, [0, 60, 80, 100, 500], [40, 60, 80, 100, 140, 500]),  # 150: tie -> 140
+    ({"checkpoint_every": 7}, [0, 63, 77, 98, 500], [42, 63, 77, 98, 147, 500]),
+    ({"epochs": 100}, [0, 60, 80, 100], [40, 60, 80, 100]),
+    ({"epochs": 155, "checkpoint_every": 20}, [0, 60, 80, 100, 155], [40, 60, 80, 100, 155]),
+    ({"epochs": 12}, [0, 12], [12]),
+])
+def test_derived_epochs_follow_epochs_and_checkpoint_every(change, spectrum, rotation):
+    """The papermill runs of issue 14 (-p checkpoint_every 20 / 7, -p epochs 100) validate:
+    the paper's epochs move to the nearest analysed checkpoint, the last epoch is kept."""
+    params = gk.GrokkingParams(**change)
+    assert params.spectrum_epochs == spectrum and params.rotation_epochs == rotation
+    grid = set(params.checkpoints())
+    assert set(spectrum) <= grid and set(rotation) <= grid
+
+
+def test_derived_checkpoint_every_and_top_k():
+    assert gk.GrokkingParams(epochs=12).checkpoint_every == 6  # at most epochs // 2
+    assert gk.GrokkingParams(p=5).top_k == 25  # p^2
+    assert gk.GrokkingParams(p=53).top_k == 4 * 52 + 3  # past the second cliff
+    assert gk.GrokkingParams(p=23).top_k == 200
+
+
+def test_snap_to_checkpoints():
+    grid = [0, 20, 40, 60]
+    assert gk.snap_to_checkpoints([9, 10, 11, 50, 60, 70], grid, 60) == [0, 20, 40, 60]
+    assert gk.snap_to_checkpoints([], grid, 60) == [60]
+
+
+@pytest.mark.parametrize("change, names", [
+    ({"epochs": 100, "spectrum_epochs": [0, 60, 500]}, ("`spectrum_epochs`", "`epochs`=100")),
+    ({"checkpoint_every": 7, "spectrum_epochs": [0, 60]}, ("`spectrum_epochs`", "`checkpoint_every`=7")),
+    ({"checkpoint_every": 20, "rotation_epochs": [40, 150]}, ("`rotation_epochs`", "`checkpoint_every`=20")),
+    ({"epochs": 100, "rotation_epochs": [150]}, ("`rotation_epochs`", "`epochs`=100")),
+    ({"epochs": 10, "checkpoint_every": 10}, ("`checkpoint_every`", "`epochs`=10")),
+    ({"p": 5, "top_k": 200}, ("`top_k`", "`p`=5")),
+    ({"top_k": 100}, ("`top_k`", "`p`=29")),
+])
+def test_explicit_misfits_name_both_parameters(change, names):
+    with pytest.raises(ValueError) as info:
+        gk.GrokkingParams(**change)
+    assert all(name in str(info.value) for name in names), str(info.value)
+
+
+# ---- the Appendix D rotation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [7, 11])
+def test_rotation_recovers_a_planted_sum_diff_span(p):
+    """A random basis of the span of the sum and diff (cos, sin) pairs: unrotated it matches the
+    pairs poorly; the two-stage rotation recovers every pair one-to-one (score 1), while random
+    subspaces of the same dimension (the null) stay far below."""
+    pairs, _ = pair_families(p, "diagonal")
+    rng = np.random.default_rng(0)
+    d = 2 * (p - 1)
+    basis = np.linalg.qr(pairs)[0] @ np.linalg.qr(rng.standard_normal((d, d)))[0]
+    before = pair_match(basis, pairs).mean
+    rot = gk.rotate_second_cliff({0: basis}, p)[0]
+    assert before < 0.5 and rot["score"] > 1 - 1e-9 and rot["n_above"] == d
+    assert rot["projection"].shape == (d, p - 1)
+    assert np.array_equal(np.bincount(rot["assignment"], minlength=p - 1), np.full(p - 1, 2))
+    null = gk.rotation_null(gk.GrokkingParams(p=p, rotation_null_draws=4))
+    assert null.shape == (4,) and null.max() < 0.2
+
+
+def _class_mean_entk_by_hand(model, x: torch.Tensor) -> np.ndarray:
+    """(N, N) mean over outputs of J_i J_i^T, J from torch.autograd (independent of the engine)."""
+    names, values = zip(*[(n, w.detach()) for n, w in model.named_parameters()], strict=True)
+
+    def outputs(*weights):
+        return torch.func.functional_call(model, dict(zip(names, weights, strict=True)), (x,))
+
+    jac = torch.autograd.functional.jacobian(outputs, tuple(v.double() for v in values))
+    flat = torch.cat([j.reshape(x.shape[0], -1, j[0, 0].numel()) for j in jac], dim=2)  # (N, C, P)
+    return torch.einsum("aip,bip->ab", flat, flat).numpy() / flat.shape[1]
+
+
+def test_rotation_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
+    """Train p = 7 for 40 epochs (one seed), take the second-cliff windows at two epochs and
+    rotate them: the windows span the same space as an eigendecomposition of a hand-built eNTK,
+    and the scores equal those of rotating that independent basis."""
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    p = 7
+    params = gk.GrokkingParams(p=p, width=32, epochs=40, seeds=[0], rotation_epochs=[20, 40])
+    result = gk.analyze_seed(params, 0)
+    rotations = gk.rotate_second_cliff(result["second_vectors"], p)
+    assert list(rotations) == [20, 40]
+    run = train_modular(params.setup, 0)
+    l_sum, l_diff = laplacian_pair(p, "diagonal")
+    pairs, _ = pair_families(p, "diagonal")
+    for epoch in (20, 40):
+        window = result["second_vectors"][epoch]
+        assert window.shape == (p * p, 2 * (p - 1))
+        model = run.model_at(epoch).double()
+        kernel = _class_mean_entk_by_hand(model, run.inputs.double())
+        vectors = np.linalg.eigh(kernel)[1][:, ::-1][:, cliff_windows(p)["second"]]
+        assert np.allclose(window @ window.T, vectors @ vectors.T, atol=1e-6)
+        score = pair_match(two_stage_rotation(vectors, l_sum, l_diff).vectors, pairs).mean
+        assert np.isclose(rotations[epoch]["score"], score, atol=1e-6)
+        assert 0 < score <= 1 and rotations[epoch]["projection"].shape == (2 * (p - 1), p - 1)

@@ -110,6 +110,8 @@ def test_claims_table_renders_stably():
 
 
 def test_ntk_review_pipeline_small_and_validated():
+    import matplotlib.pyplot as plt
+
     from entk_lib.experiments import ntk_review as review
 
     p = review.ReviewParams(widths=[8, 32], n_train=16, n_test=16, steps=20, seeds=[0], ranks=[1, 4, 16])
@@ -118,10 +120,27 @@ def test_ntk_review_pipeline_small_and_validated():
     assert summary["drift"].shape == (2,) and summary["truncation_r2"].shape == (2, 3)
     table = review.claims_table(summary, p)
     assert len(table.rows) == 5
-    with pytest.raises(ValueError, match=r"`ranks\[0\]` must be an integer in \[1, 16\]"):
-        review.ReviewParams(n_train=16, ranks=[32])
+    figures = [review.plot_drift(summary), review.plot_faithfulness(summary),
+               review.plot_predictions(results, p), review.plot_spectra(results, summary, p)]
+    assert [len(f.axes) for f in figures] == [1, 3, 5, 2]   # plot_predictions: 4 panels + colour bar
+    plt.close("all")
     with pytest.raises(ValueError, match="`activation` must be one of"):
         review.ReviewParams(activation="sigmoid")
+
+
+def test_ntk_review_ranks_are_derived_from_n_train():
+    from entk_lib.experiments import ntk_review as review
+
+    p = review.ReviewParams()
+    assert p.ranks == [1, 2, 3, 5, 10, 20, 50, 128] and p.derived_fields == ("ranks",)  # today's default
+    assert review.ReviewParams(n_train=16).ranks == [1, 2, 3, 5, 16]
+    assert review.ReviewParams(n_train=1000).ranks == [1, 2, 3, 5, 10, 20, 50, 100, 200, 1000]
+    for n in range(4, 300):
+        ranks = review.derived_ranks(n)
+        assert ranks == sorted(set(ranks)) and ranks[0] == 1 and ranks[-1] == n
+    # an explicit misfit names both parameters
+    with pytest.raises(ValueError, match=r"`ranks\[0\]` must be an integer in \[1, 16\].*`n_train`=16"):
+        review.ReviewParams(n_train=16, ranks=[32])
 
 
 def test_ntk_review_record_of_the_small_pipeline():

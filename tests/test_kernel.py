@@ -45,8 +45,10 @@ def test_kernel_matches_finite_differences(fixture, request):
 
 def test_jacobian_matches_finite_differences(two_heads):
     model, x = two_heads
-    torch.testing.assert_close(entk_jacobian(model, x), finite_difference_jacobian(model, x),
-                               rtol=1e-6, atol=1e-8)
+    jac = entk_jacobian(model, x)
+    assert jac.shape[:2] == (model(x).shape[1], x.shape[0])  # (C, N, P), as documented
+    torch.testing.assert_close(jac, finite_difference_jacobian(model, x), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(entk_jacobian(model, x, backend="jacobian"), jac)
 
 
 def test_sequence_model_with_embeddings_matches_finite_differences(tiny_seq):
@@ -77,8 +79,9 @@ def test_collapses_are_slices_and_sums_of_full(small_mlp):
 @pytest.mark.parametrize("fixture", ["small_mlp", "two_heads", "tiny_seq"])
 def test_structured_equals_generic(fixture, collapse, request):
     model, x = request.getfixturevalue(fixture)
-    torch.testing.assert_close(entk(model, x, collapse=collapse),
-                               entk(model, x, collapse=collapse, backend="jacobian"))
+    auto = entk(model, x, collapse=collapse)
+    torch.testing.assert_close(auto, entk(model, x, collapse=collapse, backend="jacobian"))
+    assert torch.equal(auto, entk(model, x, collapse=collapse, backend="structured"))  # "auto" is it
 
 
 @pytest.mark.parametrize("layers", [["0"], ["2.weight"], ["0", "4.bias"], "4"])
@@ -309,3 +312,26 @@ def test_dense_kernel_peak_memory_stays_within_the_budget():
     assert size == result
     mib = 2**20
     assert peak <= budget + 40 * mib, f"peak {peak / mib:.0f} MiB above the budget {budget / mib:.0f} MiB"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, 4 * 1024**3), ("", 4 * 1024**3), ("6GiB", 6 * 1024**3), (" 1.5 GiB ", int(1.5 * 1024**3)),
+    ("512MiB", 512 * 1024**2), ("8GB", 8 * 10**9), ("500MB", 500 * 10**6), ("123456", 123456),
+])
+def test_default_memory_budget_parses_the_environment(monkeypatch, raw, expected):
+    from entk_lib.kernel import default_memory_budget
+
+    if raw is None:
+        monkeypatch.delenv("ENTK_MEMORY_BUDGET", raising=False)
+    else:
+        monkeypatch.setenv("ENTK_MEMORY_BUDGET", raw)
+    assert default_memory_budget() == expected
+
+
+@pytest.mark.parametrize("raw", ["lots", "6 TiB", "-1GiB", "0", "nan", "GiB"])
+def test_default_memory_budget_rejects_what_it_cannot_read(monkeypatch, raw):
+    from entk_lib.kernel import default_memory_budget
+
+    monkeypatch.setenv("ENTK_MEMORY_BUDGET", raw)
+    with pytest.raises(ValueError, match="ENTK_MEMORY_BUDGET"):
+        default_memory_budget()

@@ -287,6 +287,40 @@ def test_chapter_params_reject_bad_values(kwargs, name):
         LaplacianParams(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs, n_extra, extra_sweep, knn_sweep", [
+    ({}, 4, [-4, -2, 0, 2, 4, 6, 8, 10, 12], [2, 4, 8, 16, 32]),   # the defaults (p = 29)
+    ({"p": 5}, 4, [-2, 0, 2, 4], [2, 4, 8, 16]),                    # d = 8, half 4, 24 other inputs
+    ({"p": 3}, 2, [0, 2], [2, 4, 8]),                               # d = 4, half 2
+    ({"n_second": 56}, 0, [-4, -2, 0], [2, 4, 8, 16, 32]),          # stage two takes the whole window
+    ({"n_second": 1}, 4, [0, 2, 4, 6, 8, 10, 12], [2, 4, 8, 16, 32]),
+])
+def test_derived_stage_two_sizes_and_k_sweep_follow_p_and_n_second(kwargs, n_extra, extra_sweep, knn_sweep):
+    from entk_lib.experiments.laplacian import LaplacianParams
+
+    params = LaplacianParams(**kwargs)
+    assert (params.n_extra, params.extra_sweep, params.knn_sweep) == (n_extra, extra_sweep, knn_sweep)
+    d = params.window
+    assert all(1 <= params.half + e <= d for e in [params.n_extra, *params.extra_sweep])
+
+
+@pytest.mark.parametrize("kwargs, names", [
+    ({"n_second": 50, "n_extra": 10}, ("n_extra", "n_second", "p")),        # 50 + 10 > 2(p-1) = 56
+    ({"n_second": 2, "extra_sweep": [-4, 0]}, ("extra_sweep", "n_second", "p")),  # 2 - 4 < 1
+    ({"p": 5, "knn_sweep": [2, 32]}, ("knn_sweep", "p")),                   # only 24 other inputs
+    ({"p": 5, "knn_k": 25}, ("knn_k", "p")),
+    ({"p": 5, "n_second": 9}, ("n_second", "p")),                           # d = 8
+])
+def test_misfit_of_a_dependent_parameter_names_both(kwargs, names):
+    from entk_lib.experiments.laplacian import LaplacianParams
+
+    with pytest.raises(ValueError) as err:
+        LaplacianParams(**kwargs)
+    message = str(err.value)
+    assert message.startswith(f"`{names[0]}`")
+    values = {"p": 29, "n_second": 0} | kwargs
+    assert all(f"`{n}`={values[n]}" in message for n in names[1:]), message
+
+
 def test_analyze_cliff_on_a_planted_window():
     """A window that spans exactly the a and b families: rotation one-to-one, ceiling 1, Ritz
     values equal to the pure-mode values, and the learned-graph outputs well formed."""
@@ -310,7 +344,6 @@ def test_analyze_cliff_on_a_planted_window():
 
 def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
-    from entk_lib.claims import VERDICTS
     from entk_lib.experiments import laplacian as ch
 
     params = ch.LaplacianParams(p=7, width=16, epochs=20, seeds=[0, 1], random_graphs=2, knn_sweep=[2],
@@ -318,12 +351,15 @@ def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     results = ch.run_all(params, progress=False)
     summary = ch.summarize(results, params)
     table = ch.claims_table(summary, params)
-    assert len(table.rows) == 6 and all(r.verdict in VERDICTS for r in table.rows)
+    assert len(table.rows) == 6 and summary["d"] == 12
+    assert set(summary["second"]["sweep"]) == {0, 2} and set(summary["first"]["knn_sweep"]) == {2}
     # the untrained layer-1 cliff spans the a and b families exactly in expectation; with a
     # finite width it still does to within the window's ceiling
     assert summary["init"]["after"].min() > summary["init"]["before"].max()
-    assert "first cliff (axis Laplacians)" in ch.key_numbers(summary, params)
-    assert ch.closing_note(summary, params).startswith("**Measured (2 seeds, p = 7).**")
+    # the variant row: stage two with half + n_extra = 6 + 4 directions, closer in some seeds or not
+    closer = summary["second"]["variant"] > summary["second"]["after"]
+    want = "reproduced" if closer.all() else ("partly reproduced" if closer.any() else "not reproduced")
+    assert table.rows[2].verdict == want
     for fig in (ch.plot_why(results[0], params), ch.plot_heatmaps(results[0], params, "second"),
                 ch.plot_sweep(summary, params), ch.plot_graphs(summary, params)):
         assert fig.axes

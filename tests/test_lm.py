@@ -8,6 +8,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from entk_lib import top_eigenpairs  # noqa: E402
+from entk_lib.alignment import principal_cosines  # noqa: E402
 from entk_lib.lm import kernel as lk  # noqa: E402
 from entk_lib.lm import probe as lp  # noqa: E402
 
@@ -96,12 +98,12 @@ def test_operator_matches_dense_kernel(tiny_gemma, layer, module):
     top_dense = np.sort(np.linalg.eigvalsh(dense.numpy()))[::-1][:5]
     np.testing.assert_allclose(top_dense, top_logit, rtol=1e-6)
     # Lanczos with full re-orthogonalization recovers the top eigenpairs.
-    res = lk.lanczos_top(op, k=4, steps=40, seed=0)
+    res, info = top_eigenpairs(op, 4, solver="lanczos", steps=40, seed=0, return_info=True)
     np.testing.assert_allclose(res.values, top_dense[:4], rtol=1e-4)
     values, vectors = np.linalg.eigh(dense.numpy())
     overlap = np.abs(np.sum(res.vectors[:, 0] * vectors[:, -1]))
     assert overlap > 0.999
-    assert op.n_products == 4 + res.steps
+    assert op.n_products == 4 + info.n_products and info.n_products == 40
 
 
 def test_operator_linearizes_only_within_its_budget_and_releases(tiny_gemma):
@@ -182,15 +184,76 @@ def lk_unembed(model):
     return unembedding(model)
 
 
+def _old_lanczos_top(op, k, steps, seed=0):
+    """``entk_lib.lm.kernel.lanczos_top`` as it was before the LM path moved to
+    ``top_eigenpairs`` (verbatim but for the result type): the reference the chapter's numbers
+    were computed with."""
+    import scipy.linalg
+    from scipy.sparse.linalg import aslinearoperator
+
+    op = aslinearoperator(op)
+    n = op.shape[0]
+    q = np.random.default_rng(seed).standard_normal(n)
+    basis = np.zeros((steps, n))
+    basis[0] = q / np.linalg.norm(q)
+    alphas, betas = [], []
+    for j in range(steps):
+        w = np.asarray(op.matvec(basis[j]), dtype=np.float64)
+        alphas.append(float(basis[j] @ w))
+        for _ in range(2):
+            w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
+        beta = float(np.linalg.norm(w))
+        if j == steps - 1 or beta <= 1e-12 * max(abs(alphas[0]), 1e-300):
+            betas.append(beta)
+            break
+        betas.append(beta)
+        basis[j + 1] = w / beta
+    m = len(alphas)
+    values, small = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas[: m - 1]))
+    order = np.argsort(values)[::-1][: min(k, m)]
+    vectors = basis[:m].T @ small[:, order]
+    residuals = np.abs(betas[m - 1] * small[-1, order])
+    return values[order], vectors, residuals, m
+
+
+@pytest.mark.parametrize("layer,module,k,steps", [(1, "mlp.down_proj", 4, 40), (2, "mlp.down_proj", 6, 30),
+                                                  (0, "self_attn.v_proj", 4, 15)])
+def test_top_eigenpairs_reproduces_the_old_lm_lanczos(tiny_gemma, layer, module, k, steps):
+    """The LM chapter's eigenpairs now come from ``top_eigenpairs(op, k, solver="lanczos",
+    steps=...)``: the same eigenvalues (1e-6 relative), subspaces (principal angles), Ritz
+    residuals and number of operator products as the old ``lanczos_top`` on fresh operators."""
+    model, ids = tiny_gemma
+    acts = lk.capture_windows(model, ids, layers=[layer])
+    root = lk.sqrt_unembedding_gram(lk_unembed(model))
+    old_op = lk.LMKernelOperator(model, acts, layer, module, root)
+    values, vectors, residuals, m = _old_lanczos_top(old_op, k, steps, seed=3)
+    op = lk.LMKernelOperator(model, acts, layer, module, root)
+    seen = []
+    new, info = top_eigenpairs(op, k, solver="lanczos", steps=steps, seed=3, progress=seen.append,
+                               return_info=True)
+    np.testing.assert_allclose(new.values, values, rtol=1e-6)
+    cos = principal_cosines(new.vectors, vectors)
+    assert cos.min() > 1 - 1e-9
+    np.testing.assert_allclose(np.abs(np.sum(new.vectors * vectors, 0)), 1.0, atol=1e-9)  # pair by pair
+    np.testing.assert_allclose(info.residuals, residuals, rtol=1e-6, atol=1e-9 * values[0])
+    assert op.n_products == old_op.n_products == info.n_products == m == steps == sum(seen)
+    if layer == 1:  # the old entry point, now a deprecated wrapper of the same call
+        with pytest.warns(DeprecationWarning, match="lanczos_top is deprecated"):
+            res = lk.lanczos_top(lk.LMKernelOperator(model, acts, layer, module, root), k, steps, seed=3)
+        np.testing.assert_allclose(res.values, values, rtol=1e-6)
+        np.testing.assert_allclose(res.residuals, residuals, rtol=1e-6, atol=1e-9 * values[0])
+        assert res.steps == m and res.vectors.shape == vectors.shape
+
+
 def test_lanczos_on_dense_matrix_and_validation():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((30, 30))
     mat = a @ a.T
-    res = lk.lanczos_top(mat, k=3, steps=30, seed=1)
+    res, info = top_eigenpairs(mat, 3, steps=30, seed=1, return_info=True)
     np.testing.assert_allclose(res.values, np.sort(np.linalg.eigvalsh(mat))[::-1][:3], rtol=1e-8)
-    assert np.all(res.residuals < 1e-6 * res.values[0])
+    assert np.all(info.residuals < 1e-6 * res.values[0])
     with pytest.raises(ValueError, match="steps"):
-        lk.lanczos_top(mat, k=3, steps=2)
+        top_eigenpairs(mat, 3, steps=2)
 
 
 def test_eigenvector_scores_planted_rank_one():
@@ -303,7 +366,7 @@ def test_steering_helpers(tiny_gemma):
     torch.testing.assert_close(steered - base, (2.0 * unit).expand_as(base))
     with pytest.raises(ValueError, match="mode"):
         ls.intervene(base, e, "shift")
-    res = lk.lanczos_top(op, k=2, steps=10)
+    res = top_eigenpairs(op, 2, solver="lanczos", steps=10)
     dirs = ls.entk_residual_directions(op, res.vectors)
     assert dirs.shape == (2, 16)
     np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0, atol=1e-8)

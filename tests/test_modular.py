@@ -10,11 +10,17 @@ import pytest
 import torch
 
 import entk_lib
-import entk_lib.claims
 from entk_lib.alignment import orthonormal_basis, subspace_overlap
 from entk_lib.experiments import modular as mod
-from entk_lib.experiments.grokking import GrokkingParams
-from entk_lib.features import FOURIER_KINDS, fourier_families, fourier_family, modular_pairs
+from entk_lib.experiments.modular.claims import _flat_row
+from entk_lib.features import (
+    FOURIER_KINDS,
+    cliff_positions,
+    cliff_windows,
+    fourier_families,
+    fourier_family,
+    modular_pairs,
+)
 from entk_lib.models.modular import (
     ModularMLP,
     ModularSetup,
@@ -73,6 +79,29 @@ def test_non_prime_error_says_prime():
         mod.ModularParams(p=21)
     with pytest.raises(ValueError, match="`top_k`"):
         mod.ModularParams(p=7, top_k=5)
+
+
+@pytest.mark.parametrize("p, top_k, flat_top_k", [(29, 200, 1750), (23, 200, 1100), (5, 25, 100),
+                                                  (37, 217, 2800), (3, 9, 26)])
+def test_derived_eigenpair_counts_follow_p(p, top_k, flat_top_k):
+    """200 (and 1750) at the defaults; every window the chapter reads (6(p-1)+1 eigenvectors)
+    fits in ``top_k``; the flattened count reaches past 2p^2 (the widened first cliff) when
+    p^3 allows it."""
+    params = mod.ModularParams(p=p)
+    assert (params.top_k, params.flat_top_k) == (top_k, flat_top_k)
+    assert params.top_k >= min(cliff_windows(p)["next"].stop, p * p)
+    assert params.flat_top_k > 2 * p * p or params.flat_top_k == p**3 - 1
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"p": 7, "top_k": 30}, "top_k"),            # the control window ends at 6(p-1)+1 = 37
+    ({"p": 29, "top_k": 150}, "top_k"),          # ... 169 at p = 29 (150 truncated the window)
+    ({"p": 5, "top_k": 26}, "top_k"),            # more than p^2 = 25
+    ({"p": 5, "flat_top_k": 125}, "flat_top_k"),  # the flattened kernel has p^3 = 125 rows
+])
+def test_misfit_of_a_derived_parameter_names_both(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`.*`p`={kwargs['p']}"):
+        mod.ModularParams(**kwargs)
 
 
 # ---- model and kernels ---------------------------------------------------------------------
@@ -193,9 +222,9 @@ def test_null_overlap_mean_matches_dimension_count():
 
 
 def test_cliff_windows_sizes():
-    w = mod.cliff_windows(29)
+    w = cliff_windows(29)
     assert (w["first"].start, w["first"].stop, w["second"].start, w["second"].stop) == (1, 57, 57, 113)
-    assert entk_lib.features.cliff_positions(29) == (57, 113) == GrokkingParams().cliffs
+    assert cliff_positions(29) == (57, 113)
 
 
 # ---- training, cache, causal test ----------------------------------------------------------
@@ -230,8 +259,8 @@ def test_causal_ablation_of_everything_zeroes_the_output(small_model):
 
 
 def _tiny_params(**kw):
-    base = dict(p=5, width=8, epochs=20, seeds=[0, 1], top_k=25, null_draws=50, scales=[0.5, 1.0],
-                flat_top_k=30, flat_seeds=[0])
+    base = dict(p=5, width=8, epochs=20, seeds=[0, 1], null_draws=50, scales=[0.5, 1.0],
+                flat_top_k=30, flat_seeds=[0])  # top_k derived: p^2 = 25
     return mod.ModularParams(**(base | kw))
 
 
@@ -249,12 +278,17 @@ def test_flattened_analysis_matches_dense(tmp_path, monkeypatch):
 def test_pipeline_end_to_end_on_a_tiny_network(tmp_path, monkeypatch):
     monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
     params = _tiny_params()
+    assert params.top_k == 25
     results, null = mod.run_all(params, progress=False)
+    assert all(r["spectra"]["total"]["values"].shape == (25,) for r in results)
     summary = mod.summarize(results, params, null)
+    assert summary["expected_cliffs"] == (9, 17) and null.shape == (50,)
+    for key in ("first_a", "second_sum"):  # permutation p-values, counted here independently
+        for overlap, pval in zip(summary[key], summary[f"p_{key}"], strict=True):
+            assert pval == (1 + sum(v >= overlap for v in null)) / 51
     table = mod.claims_table(summary, params, [mod.flattened_analysis(params, 0)])
-    assert len(table.rows) == 12 and all(r.verdict in entk_lib.claims.VERDICTS for r in table.rows)
+    assert len(table.rows) == 12
     assert [r.kind for r in table.rows].count("ours") == 3 and table.rows[9].verdict == "inconclusive"
-    assert "expected cliffs (0-based): (9, 17)" in mod.key_numbers(summary, params)
 
 
 def _flat(cliffs, k, seed=0):
@@ -271,7 +305,7 @@ def _flat(cliffs, k, seed=0):
 ])
 def test_flattened_verdict_uses_every_candidate_in_reach(cliffs, k, want):
     params = mod.ModularParams(flat_top_k=k)
-    row = mod._flat_row([_flat(cliffs, k)], params)
+    row = _flat_row([_flat(cliffs, k)], params)
     claim, text, verdict = row["claim"], row["measured"], row["verdict_text"]
     assert verdict == want, text
     assert row["kind"] == "ours"

@@ -12,7 +12,7 @@ from entk_lib.alignment import principal_cosines
 from entk_lib.spectrum import cliff_ratios
 
 
-@pytest.mark.parametrize("backend", ["factored", "vjp", "vjp-no-reuse"])
+@pytest.mark.parametrize("backend", ["structured", "jacobian", "vjp", "vjp-no-reuse"])
 @pytest.mark.parametrize("collapse", ["flattened", "class_mean", "sum_logits"])
 @pytest.mark.parametrize("fixture", ["small_mlp", "two_heads", "tiny_seq"])
 def test_operator_products_equal_dense(fixture, collapse, backend, request):
@@ -21,14 +21,14 @@ def test_operator_products_equal_dense(fixture, collapse, backend, request):
     op = entk_operator(model, x, collapse=collapse, chunk_size=2, column_block=2,
                        backend=backend.removesuffix("-no-reuse"),
                        reuse_forward=not backend.endswith("no-reuse"))
-    expected = "FactoredOperator" if backend == "factored" else "VjpOperator"
+    expected = "VjpOperator" if backend.startswith("vjp") else "FactoredOperator"
     assert type(op).__name__ == expected
     v = np.random.default_rng(0).standard_normal((dense.shape[0], 3))
     np.testing.assert_allclose(op.matmat(v), dense @ v, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(op.matvec(v[:, 0]), dense @ v[:, 0], rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend", ["factored", "vjp"])
+@pytest.mark.parametrize("backend", ["structured", "jacobian", "vjp"])
 def test_operator_with_layers_and_weights(tiny_seq, backend):
     model, x = tiny_seq
     w = [1.0, 0.3, 2.0, 0.7, 1.5]
@@ -73,7 +73,7 @@ def test_block_krylov_agrees_with_dense_eigh(k):
     x = torch.randn(40, 4, dtype=torch.float64)
     dense_k = entk(model, x, collapse="flattened")
     op = entk_operator(model, x, collapse="flattened")
-    got = top_eigenpairs(op, k, method="block", block_size=8)
+    got = top_eigenpairs(op, k, solver="block", block_size=8)
     want = top_eigenpairs(dense_k, k)
     assert_same_eigenpairs(got, want, k)
 
@@ -127,8 +127,8 @@ def test_k_out_of_range_and_bad_kernels(small_mlp):
         top_eigenpairs(np.triu(np.ones((3, 3))), 1)
     with pytest.raises(ValueError, match="`collapse` must be one of"):
         entk_operator(model, x, collapse="full")
-    with pytest.raises(ValueError, match="`method` must be one of"):
-        top_eigenpairs(entk_operator(model, x), 2, method="arnoldi")
+    with pytest.raises(ValueError, match="`solver` must be one of"):
+        top_eigenpairs(entk_operator(model, x), 2, solver="arnoldi")
     with pytest.raises(ValueError, match="`backend` must be one of"):
         entk_operator(model, x, backend="dense")
 
@@ -271,7 +271,7 @@ def test_entk_eigenpairs_picks_a_route_by_size_and_all_routes_agree(small_mlp, c
         routes[route.kind] = got
         np.testing.assert_allclose(got.values, dense.values, rtol=1e-8)
         np.testing.assert_allclose(np.abs(got.vectors.T @ dense.vectors), np.eye(6), atol=1e-6)
-    assert set(routes) == {"dense", "operator"}
+    assert set(routes) == {"dense", "matrix_free"}
     assert "entk_eigenpairs: dense: the kernel takes" in capsys.readouterr().out
     # many samples, few parameters: the Gram route
     wide = torch.randn(60, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
@@ -299,3 +299,158 @@ def test_block_krylov_keeps_growing_on_a_flat_float32_spectrum():
     resid = np.linalg.norm(op.matmat(vectors.astype(np.float32)) - vectors * values, axis=0)
     assert resid.max() <= 2e-5 * values[0]
     np.testing.assert_allclose(vectors.T @ vectors, np.eye(200), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# one strategy switch: backends, routes, solvers; the plan built once
+# ---------------------------------------------------------------------------------------------
+
+
+_FORCED = [("dense", "structured"), ("dense", "jacobian"), ("lowrank", "structured"), ("lowrank", "jacobian"),
+           ("matrix_free", "structured"), ("matrix_free", "jacobian"), ("matrix_free", "vjp")]
+
+
+@pytest.mark.parametrize("collapse", ["flattened", "class_mean", "sum_logits"])
+@pytest.mark.parametrize("fixture", ["small_mlp", "tiny_seq"])
+def test_forced_routes_and_backends_give_the_same_eigenpairs(fixture, collapse, request):
+    """Every (route, backend) pair, forced, against the dense kernel's LAPACK eigenpairs."""
+    model, x = request.getfixturevalue(fixture)
+    w = None if fixture == "small_mlp" else [1.0, 0.3, 2.0, 0.7, 1.5]
+    k = 4
+    want = top_eigenpairs(entk(model, x, collapse=collapse, output_weights=w, backend="jacobian"), k)
+    for route, backend in _FORCED:
+        got = entk_lib.entk_eigenpairs(model, x, k, collapse=collapse, output_weights=w, route=route,
+                                       backend=backend)
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-8, err_msg=f"{route}/{backend}")
+        cos = principal_cosines(got.vectors, want.vectors)
+        assert cos.min() > 1 - 1e-8, (route, backend)
+
+
+def test_solvers_agree_and_report_what_they_did():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 12), torch.nn.Tanh(), torch.nn.Linear(12, 4)).double()
+    x = torch.randn(40, 4, dtype=torch.float64)
+    op = entk_operator(model, x, collapse="flattened")
+    want = top_eigenpairs(entk(model, x, collapse="flattened"), 6)
+    seen = []
+    for kw in ({"solver": "lanczos"}, {"solver": "block", "block_size": 8}, {"steps": 60}):
+        before = op.n_products
+        got, info = top_eigenpairs(op, 6, return_info=True, progress=seen.append, **kw)
+        assert_same_eigenpairs(got, want, 6)
+        assert info.n_products == op.n_products - before == sum(seen) > 0
+        assert info.solver == kw.get("solver", "lanczos")
+        seen.clear()
+    assert info.n_products == 60 and info.residuals.shape == (6,)
+    assert np.all(info.residuals < 1e-6 * got.values[0])
+    dense, info = top_eigenpairs(entk(model, x, collapse="flattened"), 6, return_info=True)
+    assert info == ("dense", 0, None)
+    # the fixed-step Lanczos on a dense matrix, a tensor or a low-rank kernel: the same answer
+    mat = entk(model, x, collapse="flattened")
+    for kernel in (mat, mat.numpy(), entk_lowrank(model, x, collapse="flattened")):
+        assert_same_eigenpairs(top_eigenpairs(kernel, 6, steps=80), want, 6)
+    with pytest.raises(ValueError, match="`steps` must be an integer in \\[6, 160\\]"):
+        top_eigenpairs(op, 6, steps=5)
+    with pytest.raises(ValueError, match="needs solver 'lanczos'"):
+        top_eigenpairs(op, 6, solver="block", steps=20)
+    with pytest.raises(TypeError, match="`progress`"):
+        top_eigenpairs(op, 6, progress=3)
+
+
+def _count_plan_builds(monkeypatch):
+    """Counters of plan builds and of their costly parts (pilot passes, the JVP check)."""
+    from entk_lib import _plan
+
+    counts = {"make_plan": 0, "pilot": 0, "jvp_check": 0}
+    for name, key in (("make_plan", "make_plan"), ("_structured_modules", "pilot"),
+                      ("_verify_structured", "jvp_check")):
+        real = getattr(_plan, name)
+
+        def counted(*a, _real=real, _key=key, **kw):
+            counts[_key] += 1
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(_plan, name, counted)
+    return counts
+
+
+@pytest.mark.parametrize("route", ["auto", "dense", "lowrank", "matrix_free"])
+@pytest.mark.parametrize("collapse", ["flattened", "sum_logits"])
+def test_the_plan_is_built_once(tiny_seq, route, collapse, monkeypatch):
+    model, x = tiny_seq
+    counts = _count_plan_builds(monkeypatch)
+    got = entk_lib.entk_eigenpairs(model, x, 3, collapse=collapse, route=route)
+    assert counts == {"make_plan": 1, "pilot": 1, "jvp_check": 1}
+    # a route chosen beforehand carries its plan: computing the spectrum builds nothing more
+    chosen = entk_lib.choose_route(model, x, collapse=collapse, route=route)
+    assert isinstance(chosen.plan, entk_lib.KernelPlan) and chosen.plan.sum_outputs is False
+    again = entk_lib.entk_eigenpairs(model, x, 3, collapse=collapse, route=chosen)
+    assert counts == {"make_plan": 2, "pilot": 2, "jvp_check": 2}
+    assert chosen.plan.sum_outputs is False  # the sum_logits copy did not change the carried plan
+    np.testing.assert_allclose(again.values, got.values, rtol=1e-10)
+
+
+def test_entry_points_accept_a_prebuilt_plan(tiny_seq, monkeypatch):
+    model, x = tiny_seq
+    w = [1.0, 0.3, 2.0, 0.7, 1.5]
+    plan = entk_lib.entk_plan(model, x, layers=["tok", "mix"], output_weights=w)
+    counts = _count_plan_builds(monkeypatch)
+    for collapse in ("flattened", "class_mean", "sum_logits"):
+        want = entk(model, x, collapse=collapse, layers=["tok", "mix"], output_weights=w)
+        counts.update(dict.fromkeys(counts, 0))
+        torch.testing.assert_close(entk(model, x, collapse=collapse, plan=plan), want)
+        torch.testing.assert_close(entk_lowrank(model, x, collapse=collapse, plan=plan).dense(), want)
+        v = np.random.default_rng(0).standard_normal((want.shape[0], 2))
+        for backend in ("auto", "structured", "vjp"):
+            op = entk_operator(model, x, collapse=collapse, plan=plan, backend=backend)
+            np.testing.assert_allclose(op.matmat(v), want.numpy() @ v, rtol=1e-10, atol=1e-10)
+        assert counts == {"make_plan": 0, "pilot": 0, "jvp_check": 0}
+    assert plan.sum_outputs is False
+    torch.testing.assert_close(entk_lib.entk_jacobian(model, x, plan=plan),
+                               entk_lib.entk_jacobian(model, x, layers=["tok", "mix"], output_weights=w))
+    with pytest.raises(ValueError, match="part of `plan`"):
+        entk(model, x, plan=plan, layers=["tok"])
+    with pytest.raises(ValueError, match="another model"):
+        entk(type(model)().double(), x, plan=plan)
+    with pytest.raises(ValueError, match="backend='jacobian' needs a plan built with backend='jacobian'"):
+        entk(model, x, plan=plan, backend="jacobian")
+    with pytest.raises(TypeError, match="KernelPlan"):
+        entk(model, x, plan="structured")
+
+
+def test_jacobian_shape_is_outputs_inputs_parameters(two_heads):
+    model, x = two_heads
+    jac = entk_lib.entk_jacobian(model, x)
+    n, c, p = x.shape[0], model(x).shape[1], sum(q.numel() for q in model.parameters())
+    assert jac.shape == (c, n, p)
+    flat = entk(model, x, collapse="flattened")
+    torch.testing.assert_close(flat, jac.reshape(c * n, p) @ jac.reshape(c * n, p).T)
+
+
+def test_old_spellings_still_work_with_a_deprecation_warning(small_mlp):
+    model, x = small_mlp
+    v = np.random.default_rng(0).standard_normal((20, 2))
+    with pytest.warns(DeprecationWarning, match="backend='factored' is deprecated"):
+        old = entk_operator(model, x, backend="factored")
+    np.testing.assert_array_equal(old.matmat(v), entk_operator(model, x, backend="structured").matmat(v))
+    op = entk_operator(model, x, collapse="flattened")
+    with pytest.warns(DeprecationWarning, match="method=...\\) is deprecated"):
+        old = top_eigenpairs(op, 3, method="lanczos")
+    new = top_eigenpairs(op, 3, solver="lanczos")
+    np.testing.assert_array_equal(old.values, new.values)
+    with pytest.warns(DeprecationWarning, match="route='operator' is deprecated"):
+        old = entk_lib.entk_eigenpairs(model, x, 3, route="operator")
+    np.testing.assert_allclose(old.values, new.values, rtol=1e-8)
+    assert entk_lib.choose_route(model, x, route="matrix_free").kind == "matrix_free"
+
+
+def test_strategy_errors_name_the_choices(small_mlp):
+    model, x = small_mlp
+    with pytest.raises(ValueError, match="`backend` must be one of.*'vjp' is matrix-free"):
+        entk(model, x, backend="vjp")
+    with pytest.raises(ValueError, match="`route` must be one of"):
+        entk_lib.entk_eigenpairs(model, x, 3, route="sparse")
+    with pytest.raises(ValueError, match="backend='vjp' is matrix-free"):
+        entk_lib.choose_route(model, x, route="dense", backend="vjp")
+    assert entk_lib.choose_route(model, x, backend="vjp").kind == "matrix_free"
+    with pytest.raises(entk_lib.KernelTooLargeError):  # a forced dense route keeps the budget
+        entk_lib.entk_eigenpairs(model, x, 3, route="dense", memory_budget=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -80,17 +81,70 @@ def test_importance_and_loss():
         tms.importance(4, 0.0)
 
 
+def _tiny_setup(**kw):
+    return tms.TMSSetup(**({"n_features": 8, "n_hidden": 3, "sparsity": 0.5, "n_samples": 64, "epochs": 200,
+                            "lr": 1e-2} | kw))
+
+
 def test_training_lowers_loss_and_is_deterministic():
-    x = tms.tms_data(64, 8, 0.5, seed=0)
-    w = tms.importance(8)
-    states = []
-    for _ in range(2):
-        torch.manual_seed(1)
-        model = tms.TMS(8, 3)
-        run = tms.train_tms(model, x, w, epochs=200, lr=1e-2)
-        states.append(run.final_state)
-    assert run.history["train_loss"][-1] < 0.5 * run.history["train_loss"][0]
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    runs = [tms.train_tms(_tiny_setup(), seed=1, use_cache=False) for _ in range(2)]
+    loss = runs[0].history["train_loss"]
+    assert loss[-1] < 0.5 * loss[0] and runs[0].final_loss == loss[-1]
+    assert all(torch.equal(runs[0].final_state[k], runs[1].final_state[k]) for k in runs[0].final_state)
+
+
+def test_train_tms_equals_a_hand_written_adam_loop():
+    # independent recipe: data from the seed, torch.manual_seed(seed) before the model, plain Adam
+    setup, seed = _tiny_setup(epochs=50), 3
+    x = tms.tms_data(setup.n_samples, setup.n_features, setup.sparsity, seed=seed)
+    weights = tms.importance(setup.n_features, setup.importance_base)
+    torch.manual_seed(seed)
+    model = tms.TMS(setup.n_features, setup.n_hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=setup.lr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(setup.epochs):
+            opt.zero_grad()
+            (((x - model(x)) ** 2) * weights).mean().backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    run = tms.train_tms(setup, seed, use_cache=False)
+    assert torch.equal(run.data, x)
+    assert torch.equal(run.model().W, model.W) and torch.equal(run.model().b, model.b)
+
+
+def test_train_tms_cache_round_trip(tmp_path, monkeypatch):
+    from entk_lib import cache
+
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    setup = _tiny_setup(epochs=20)
+    misses, hits = cache.STATS["misses"], cache.STATS["hits"]
+    first = tms.train_tms(setup, seed=0)
+    assert cache.STATS["misses"] == misses + 1 and len(list((tmp_path / "tms").glob("*.pt"))) == 1
+    second = tms.train_tms(setup, seed=0)
+    assert cache.STATS["hits"] == hits + 1 and cache.STATS["misses"] == misses + 1
+    assert second.setup == setup and second.seed == 0 and second.history == first.history
+    assert all(torch.equal(first.final_state[k], second.final_state[k]) for k in first.final_state)
+    other = tms.train_tms(setup, seed=1)     # another seed: another entry, other weights
+    assert cache.STATS["misses"] == misses + 2
+    assert not torch.equal(other.final_state["W"], first.final_state["W"])
+    fresh = tms.train_tms(setup, seed=0, use_cache=False)
+    assert torch.equal(fresh.final_state["W"], first.final_state["W"])
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"n_hidden": 9}, r"`n_hidden` must be an integer in \[1, 8\]"),
+    ({"sparsity": 1.0}, r"`sparsity`"),
+    ({"epochs": -1}, r"`epochs`"),
+    ({"n_features": 1}, r"`n_features`"),
+])
+def test_setup_rejects_bad_values(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        _tiny_setup(**kwargs)
+    with pytest.raises(TypeError, match="TMSSetup"):
+        tms.train_tms({"n_features": 8}, 0)
 
 
 def test_represented_features_counts_column_norms():
@@ -227,9 +281,9 @@ def test_importance_lines_on_two_planted_lines():
     lines = exp.importance_lines(score, n, 0.5)
     assert lines["kept"] == n and lines["feat"].tolist() == f
     assert lines["cover1"] == pytest.approx(0.6) and lines["cover2"] == pytest.approx(1.0)
-    assert exp._two_lines_pass(lines, n)
+    assert exp.two_lines_pass(lines, n)
     diag = exp.importance_lines(np.eye(12, n), n, 0.5)
-    assert diag["cover1"] == 1.0 and not exp._two_lines_pass(diag, n)
+    assert diag["cover1"] == 1.0 and not exp.two_lines_pass(diag, n)
 
 
 def test_alignment_stats_planted():
@@ -249,12 +303,10 @@ def test_alignment_stats_planted():
 @pytest.mark.parametrize("kwargs, pattern", [
     ({"models": [[10, 1.0]]}, r"models\[0\] S \(sparsity\).*\[0, 1\)"),
     ({"models": [[10, -0.2]]}, r"models\[0\] S"),
-    ({"models": [[60, 0.5]]}, r"models\[0\] m \(hidden size\).*\[1, 50\]"),
     ({"models": [[10]]}, r"models\[0\].*pair"),
     ({"models": []}, r"models"),
     ({"n_samples": 0}, r"n_samples"),
     ({"n_features": 0}, r"n_features"),
-    ({"top_k": 600}, r"top_k.*\[51, 550\]"),
     ({"top_k": 50}, r"top_k"),
     ({"betas": [-1.0]}, r"betas\[0\]"),
     ({"seeds": []}, r"seeds"),
@@ -265,6 +317,35 @@ def test_alignment_stats_planted():
 def test_params_reject_bad_values(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         exp.TMSParams(**kwargs)
+
+
+def test_params_derive_models_and_top_k():
+    p = exp.TMSParams()
+    assert p.models == [[10, 0.3], [10, 0.9], [40, 0.9]] and p.top_k == 80   # today's defaults
+    assert set(p.derived_fields) == {"models", "top_k"}
+    small = exp.TMSParams(n_features=20)
+    assert small.models == [[4, 0.3], [4, 0.9], [16, 0.9]] and small.top_k == 50
+    tiny = exp.TMSParams(n_features=6, models=[[2, 0.3]], n_samples=20)
+    assert tiny.rank_bound == 18 and tiny.top_k == 18        # n + 30 capped by the rank bound
+    for n in range(2, 60):
+        q = exp.TMSParams(n_features=n, n_samples=2)
+        assert all(1 <= m <= n for m, _ in q.models) and n < q.top_k <= q.rank_bound
+    setup = p.setup(40, 0.9)
+    assert (setup.n_features, setup.n_hidden, setup.sparsity, setup.n_samples, setup.epochs) == (50, 40, 0.9,
+                                                                                                 500, 5000)
+
+
+@pytest.mark.parametrize("kwargs, names", [
+    ({"models": [[60, 0.5]]}, [r"models\[0\] m \(hidden size\)`.*\[1, 50\]", "`n_features`=50"]),
+    ({"n_features": 20, "models": [[40, 0.9]]}, [r"models\[0\] m", "`n_features`=20"]),
+    ({"top_k": 600}, [r"`top_k`.*\[51, 550\]", "`n_features`=50", "`models`", "`n_samples`"]),
+    ({"n_features": 20, "top_k": 80, "models": [[2, 0.9]]}, ["`top_k`.*60", "`n_features`=20", "`models`"]),
+])
+def test_params_misfit_of_a_derived_parameter_names_both(kwargs, names):
+    with pytest.raises(ValueError) as err:
+        exp.TMSParams(**kwargs)
+    for name in names:
+        assert re.search(name, str(err.value)), (name, str(err.value))
 
 
 def test_params_rank_bound_and_betas():
@@ -288,9 +369,10 @@ def test_pipeline_end_to_end_small(tmp_path, monkeypatch):
     assert table.rows[2].claim.startswith("beta=1:") and table.rows[3].claim.startswith("beta=0.3:")
     assert [r.kind for r in table.rows] == ["paper"] * 4 + ["ours", "paper", "paper"]
     assert all(r.source.startswith(("v1", "extends v1")) for r in table.rows)
-    swapped = exp.TMSParams(**{**p.__dict__, "betas": [0.3, 1.0]})  # order must not matter
+    swapped = exp.TMSParams(**(p.as_dict() | {"betas": [0.3, 1.0]}))  # order must not matter
     assert [r.claim for r in exp.claims_table(summary, swapped).rows] == [r.claim for r in table.rows]
-    assert "beta" in exp.key_numbers(summary, p)
+    # one line per model, per (model, beta) and per (model, beta or baseline), and 4 headers
+    assert len(exp.key_numbers(summary, p).splitlines()) == 4 + 2 + 2 * 3 + 2 * (3 + 2)
     check = exp.appendix_b_check(p, n_check=5)
     assert check["jacobian_rel_err"] < 1e-10 and check["kernel_rel_err"] < 1e-10
     again = exp.run_all(p, progress=False)   # cached training: identical results

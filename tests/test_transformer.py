@@ -1,4 +1,5 @@
-"""Tests of the 1-layer Transformer chapter: data, model, kernels, key frequencies, families."""
+"""Tests of the 1-layer Transformer chapter: data, model, training protocol, kernels, key
+frequencies, families, derived parameters, and the pipeline end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
+from torch.utils.data import BatchSampler, RandomSampler
 
 import entk_lib
 from entk_lib.alignment import subspace_overlap
+from entk_lib.cache import STATS
 from entk_lib.experiments import transformer as tx
 from entk_lib.features import axis_sum_family, fourier_family, fourier_power, key_frequencies, modular_pairs
 from entk_lib.grokking import derivative_maxima, derivative_peak, grokking_onset
 from entk_lib.models.transformer import (
     ModularTransformer,
+    TransformerSetup,
     modular_tokens,
     train_test_split,
     train_transformer,
 )
 from entk_lib.record import compare_records
+from entk_lib.training import single_thread
 
 
 def tiny(seed=0, p=5, dtype=torch.float64):
@@ -89,8 +95,6 @@ def test_bad_model_arguments_name_the_parameter():
         ModularTransformer(5, d_model=10, n_heads=4)
     with pytest.raises(ValueError, match="p"):
         tx.TransformerParams(p=30)
-    with pytest.raises(ValueError, match="full_every"):
-        tx.TransformerParams(checkpoint_every=20, full_every=50)
     with pytest.raises(ValueError, match="tracked"):
         tx.TransformerParams(tracked=["fc1.weight"])
     with pytest.raises(ValueError, match="seeds"):
@@ -186,22 +190,137 @@ def test_family_weights_partial_sums_are_subspace_overlaps():
 # ---------------------------------------------------------------- training and summaries
 
 
-def test_training_is_reproducible_and_records_history():
+def test_training_follows_the_reference_protocol():
+    """``train_transformer`` (the shared loop) equals, bit for bit, the protocol written out with
+    torch's own ``RandomSampler``: one generator seeded with the model seed draws the weights,
+    then seeds each epoch's permutation; fused AdamW on minibatches; metrics on all p^2 pairs."""
+    setup = TransformerSetup(p=5, d_model=8, n_heads=2, d_mlp=16, train_fraction=0.6, lr=1e-2,
+                             weight_decay=0.1, batch_size=4, epochs=6, checkpoint_every=2)
+    run = train_transformer(setup, seed=3, use_cache=False)
     tr, te = train_test_split(5, 0.6, 0)
+    gen = torch.Generator().manual_seed(3)
+    model = ModularTransformer(5, 8, 2, 16, generator=gen)
+    tokens, labels = modular_tokens(5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    test_loss, global_state = [], torch.get_rng_state()
+    torch.set_rng_state(gen.get_state())  # RandomSampler seeds each epoch from the global generator
+    try:
+        with single_thread():
+            for epoch in range(7):
+                for batch in BatchSampler(RandomSampler(range(len(tr))), 4, False) if epoch else []:
+                    opt.zero_grad()
+                    F.cross_entropy(model(tokens[tr][batch]), labels[tr][batch]).backward()
+                    opt.step()
+                if epoch % 2 == 0:
+                    with torch.no_grad():
+                        losses = F.cross_entropy(model(tokens), labels, reduction="none")
+                    test_loss.append(float(losses[te].mean()))
+    finally:
+        torch.set_rng_state(global_state)
+    assert run.history["epoch"] == [0, 2, 4, 6] and sorted(run.checkpoints) == [0, 2, 4, 6]
+    assert run.history["test_loss"] == test_loss  # exactly
+    for name, value in model.state_dict().items():
+        assert torch.equal(run.final_state[name], value), name
+    assert run.history["train_loss"][-1] < run.history["train_loss"][0]
+    assert torch.equal(run.model_at(0).embed.weight, ModularTransformer(
+        5, 8, 2, 16, generator=torch.Generator().manual_seed(3)).embed.weight)
+    with pytest.raises(ValueError, match="`epoch` 5 has no checkpoint"):
+        run.model_at(5)
 
-    def run():
-        gen = torch.Generator().manual_seed(0)
-        model = ModularTransformer(5, d_model=8, n_heads=2, d_mlp=16, generator=gen)
-        return train_transformer(model, train_idx=tr, test_idx=te, lr=1e-2, weight_decay=0.1,
-                                 batch_size=4, epochs=6, generator=gen, eval_every=2,
-                                 checkpoint_epochs=[0, 4], progress=False)
 
-    a, b = run(), run()
-    assert a.history["epoch"] == [0, 2, 4, 6]
-    assert sorted(a.checkpoints) == [0, 4]
-    assert a.history["train_loss"][-1] < a.history["train_loss"][0]
-    for k in a.final_state:
-        torch.testing.assert_close(a.final_state[k], b.final_state[k])
+# ---------------------------------------------------------------- parameters
+
+
+def test_derived_parameters_follow_epochs_and_p():
+    default = tx.TransformerParams()
+    assert (default.checkpoint_every, default.full_every, default.top_k) == (20, 20, 40)
+    assert set(default.derived_fields) == {"checkpoint_every", "full_every", "top_k"}
+    short = tx.TransformerParams(epochs=10)  # failed before these parameters were derived
+    assert (short.checkpoint_every, short.full_every) == (10, 10)
+    assert short.checkpoint_epochs() == [0, 10] and short.full_epochs() == [0, 10]
+    assert tx.TransformerParams(epochs=50).checkpoint_epochs() == [0, 20, 40, 50]
+    assert tx.TransformerParams(checkpoint_every=7).full_every == 7
+    assert tx.TransformerParams(p=5).top_k == 25
+    assert tx.TransformerParams(full_every=100).checkpoint_every == 20
+
+
+@pytest.mark.parametrize(("kwargs", "names"), [
+    ({"epochs": 10, "checkpoint_every": 20}, ("checkpoint_every", "epochs")),
+    ({"checkpoint_every": 20, "full_every": 50}, ("full_every", "checkpoint_every")),
+    ({"checkpoint_every": 7, "full_every": 20}, ("full_every", "checkpoint_every")),
+    ({"p": 5, "top_k": 40}, ("top_k", "p")),
+])
+def test_a_misfit_explicit_value_names_both_parameters(kwargs, names):
+    with pytest.raises(ValueError) as err:
+        tx.TransformerParams(**kwargs)
+    for name in names:
+        assert f"`{name}`" in str(err.value), (name, str(err.value))
+
+
+# ---------------------------------------------------------------- the pipeline end to end
+
+
+TINY = dict(p=7, d_model=16, n_heads=2, d_mlp=32, batch_size=8, lr=1e-2, epochs=12, checkpoint_every=4,
+            full_every=8, seeds=[1], baseline_draws=50)
+
+
+def _unembed_input(model, tokens) -> np.ndarray:
+    """The final residual stream (N, d_model) that the unembedding reads, in float64."""
+    captured = {}
+    handle = model.unembed.register_forward_hook(lambda m, args, out: captured.setdefault("r", args[0]))
+    with torch.no_grad():
+        model(tokens)
+    handle.remove()
+    return captured["r"].double().numpy()
+
+
+def test_pipeline_end_to_end_on_a_tiny_transformer(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    params = tx.TransformerParams(**TINY)
+    (res,) = tx.run_all(params, progress=False)
+    hits = STATS["hits"]
+    run = train_transformer(params.setup, 1)
+    assert STATS["hits"] == hits + 1  # the run came from the cache
+    assert res["history"] == run.history and res["history"]["epoch"] == [0, 4, 8, 12]
+    assert res["track"]["unembed.weight"]["epoch"] == [0, 4, 8, 12]  # tracked: every checkpoint
+    assert res["track"]["embed.weight"]["epoch"] == [0, 8, 12]  # the others: every full_every
+    # the tracked spectrum: the W_U eNTK is the Gram matrix of the final residual stream
+    tokens, _ = modular_tokens(7)
+    for i, epoch in enumerate(res["track"]["unembed.weight"]["epoch"]):
+        resid = _unembed_input(run.model_at(epoch), tokens)
+        expected = np.linalg.eigvalsh(resid @ resid.T)[::-1][: params.top_k]
+        got = np.asarray(res["track"]["unembed.weight"]["eigenvalues"][i])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * expected[0])
+    # Table 2's W_U row: window overlaps from the final eigenvectors, p-values from the null draws
+    n_keys = len(res["keys"]["frequencies"])
+    rows = tx.table2([res])
+    assert len(rows) == len(tx.TENSORS)  # the last epoch is a full set
+    row = next(r for r in rows if r["name"] == "unembed.weight")
+    vectors = res["final_vectors"]["unembed.weight"]
+    assert vectors.shape == (49, 4 * n_keys + 1) and row["dim"] == 2 * n_keys
+    family = fourier_family(7, "sum", res["keys"]["frequencies"])
+    basis = np.linalg.qr(family - family.mean(0))[0]
+    np.testing.assert_allclose(row["sum_window"], np.sum((basis.T @ vectors[:, : 2 * n_keys + 1]) ** 2),
+                               rtol=1e-6)
+    null = res["baselines"]["sum_window"]
+    assert len(null) == 50
+    assert row["sum_window_p"] == (1 + np.sum(null >= row["sum_window"])) / 51
+    # the chapter's closing pieces run on it
+    table = tx.claims_table([res], params)
+    assert len(table.rows) == 7
+    rec = tx.record([res], params, table).to_dict()
+    assert rec["numbers"]["seed=1.final_test_acc"]["value"] == run.history["test_acc"][-1]
+    assert len(tx.key_numbers([res], params).rows) == 1
+
+
+def test_a_run_shortened_to_ten_epochs_goes_through(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTK_CACHE_DIR", str(tmp_path))
+    params = tx.TransformerParams(p=5, d_model=16, n_heads=2, d_mlp=32, epochs=10, seeds=[2],
+                                  baseline_draws=20)
+    (res,) = tx.run_all(params, progress=False)
+    assert res["track"]["unembed.weight"]["epoch"] == [0, 10]
+    assert len(res["track"]["unembed.weight"]["eigenvalues"][-1]) == 25  # top_k = p^2
+    assert len(tx.claims_table([res], params).rows) == 7
 
 
 def test_grokking_epochs_and_derivative_peak():

@@ -2,7 +2,8 @@
 
 * :mod:`~entk_lib.lm.models` -- loading the model (offline GGUF Gemma-3-270m, or the Hub).
 * :mod:`~entk_lib.lm.data` -- stories, context windows, part-of-speech labels.
-* :mod:`~entk_lib.lm.kernel` -- the logit eNTK of one module, matrix-free, and Lanczos.
+* :mod:`~entk_lib.lm.kernel` -- the logit eNTK of one module, matrix-free (its eigenpairs by
+  :func:`entk_lib.top_eigenpairs` with ``solver="lanczos", steps=...``).
 * :mod:`~entk_lib.lm.probe` -- AP / AUROC / precision-at-quota probes, PCA and random baselines,
   permutation tests.
 * :mod:`~entk_lib.lm.steering` -- steering and ablation along the chosen directions.

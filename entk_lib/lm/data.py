@@ -21,10 +21,12 @@ from ..params import check_int, check_real
 __all__ = [
     "PAPER_TAGS",
     "Candidate",
+    "balanced_counts",
     "find_candidates",
     "load_story_corpus",
     "load_tagger",
     "load_tinystories",
+    "next_word_pos",
     "sample_candidates",
     "tag_stories",
     "tokenize_stories",

@@ -1,4 +1,4 @@
-"""The logit eNTK of one module of a pretrained causal LM, matrix-free, and its top eigenpairs.
+"""The logit eNTK of one module of a pretrained causal LM, matrix-free.
 
 Setting (the paper's Section 5). ``N`` context windows, ``h_n`` the final hidden state (after the
 final norm) at the last position of window ``n``, ``d`` its width, ``U`` (V, d) the unembedding so
@@ -13,6 +13,12 @@ which lives in N*d dimensions. We never form ``J_r`` or ``K``: a product ``K v``
 vector-Jacobian product (``torch.func.vjp``, its forward pass computed once and reused) and one
 Jacobian-vector product (``torch.func.jvp``). Vectors of ``K``'s space are ordered window-major:
 entry ``n*d + i`` is window ``n``, hidden unit ``i`` (reshape ``(N, d)``).
+
+Its top eigenpairs come from the library's one eigensolver entry point, as in the paper a fixed
+number of Lanczos steps with full re-orthogonalization::
+
+    op = LMKernelOperator(model, acts, layer, "mlp.down_proj", root)
+    pairs = entk_lib.top_eigenpairs(op, k, solver="lanczos", steps=50, seed=0, progress=bar)
 
 Only the part of the network above the module is re-run in the products, from activations
 captured once (:func:`capture_windows`). Two exact shortcuts make this cheap on a CPU, both
@@ -30,13 +36,13 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 import torch
-from scipy.sparse.linalg import LinearOperator, aslinearoperator
+from scipy.sparse.linalg import LinearOperator
 from torch import nn
 from torch.func import functional_call, jvp, linearize, vjp, vmap
 
 from ..params import check_int
+from ..spectrum import top_eigenpairs
 
 __all__ = [
     "LMKernelOperator",
@@ -440,13 +446,14 @@ class LMKernelOperator(LinearOperator):
 
 
 # --------------------------------------------------------------------------------------------
-# Lanczos with full re-orthogonalization, and the per-window scores of an eigenvector
+# The old Lanczos entry point (deprecated), and the per-window scores of an eigenvector
 # --------------------------------------------------------------------------------------------
 
 @dataclass
 class LanczosResult:
     """Top Ritz pairs: ``values`` (k,) descending, ``vectors`` (n, k) orthonormal, ``residuals``
-    (k,) the Ritz residual norms ``|beta_m s_{m,i}|`` (a small value means a converged pair)."""
+    (k,) the Ritz residual norms ``|beta_m s_{m,i}|`` (a small value means a converged pair),
+    ``steps`` the Lanczos steps (operator products) made."""
 
     values: np.ndarray
     vectors: np.ndarray
@@ -455,39 +462,19 @@ class LanczosResult:
 
 
 def lanczos_top(op, k: int, steps: int, *, seed: int = 0, progress=None) -> LanczosResult:
-    """The top ``k`` eigenpairs of a symmetric PSD operator from ``steps`` Lanczos steps.
+    """Deprecated: use ``entk_lib.top_eigenpairs(op, k, solver="lanczos", steps=steps, seed=seed,
+    progress=progress)`` (with ``return_info=True`` for the residuals).
 
-    Every new Krylov vector is re-orthogonalized (twice) against all previous ones, in float64,
-    as in the paper; the start vector is Gaussian with ``seed``. ``steps`` operator products are
-    made (fewer if the Krylov space becomes invariant).
+    A thin wrapper of exactly that call: ``steps`` Lanczos steps with full re-orthogonalization
+    in float64 (:func:`entk_lib.spectrum.lanczos_eigsh`), eigenvector signs fixed as everywhere
+    in the library (the largest-magnitude entry positive).
     """
-    op = aslinearoperator(op)
-    n = op.shape[0]
-    k = check_int("k", k, minimum=1, maximum=n)
-    steps = check_int("steps", steps, minimum=k, maximum=n)
-    q = np.random.default_rng(seed).standard_normal(n)
-    basis = np.zeros((steps, n))
-    basis[0] = q / np.linalg.norm(q)
-    alphas, betas = [], []
-    for j in range(steps):
-        w = np.asarray(op.matvec(basis[j]), dtype=np.float64)
-        alphas.append(float(basis[j] @ w))
-        for _ in range(2):
-            w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
-        beta = float(np.linalg.norm(w))
-        if progress is not None:
-            progress.update(1)
-        if j == steps - 1 or beta <= 1e-12 * max(abs(alphas[0]), 1e-300):
-            betas.append(beta)
-            break
-        betas.append(beta)
-        basis[j + 1] = w / beta
-    m = len(alphas)
-    values, small = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas[: m - 1]))
-    order = np.argsort(values)[::-1][: min(k, m)]
-    vectors = basis[:m].T @ small[:, order]
-    residuals = np.abs(betas[m - 1] * small[-1, order])
-    return LanczosResult(values[order], vectors, residuals, m)
+    warnings.warn("entk_lib.lm.kernel.lanczos_top is deprecated; use entk_lib.top_eigenpairs(op, k, "
+                  "solver='lanczos', steps=steps, seed=seed, progress=progress)",
+                  DeprecationWarning, stacklevel=2)
+    pairs, info = top_eigenpairs(op, k, solver="lanczos", steps=steps, seed=seed,
+                                 progress=False if progress is None else progress, return_info=True)
+    return LanczosResult(pairs.values, pairs.vectors, info.residuals, info.n_products)
 
 
 def eigenvector_scores(vectors: np.ndarray, n_windows: int, d_model: int) -> tuple[np.ndarray, np.ndarray]:

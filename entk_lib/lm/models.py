@@ -26,8 +26,8 @@ from torch import nn
 
 from ..cache import STATS, cache_dir
 
-__all__ = ["GGUF_PACKAGE", "gguf_file", "load_hub_model", "load_offline_gemma", "prepare_model",
-           "unembedding"]
+__all__ = ["GGUF_PACKAGE", "gguf_file", "load_hub_model", "load_offline_gemma", "model_limits",
+           "prepare_model", "unembedding"]
 
 logger = logging.getLogger("entk_lib")
 
@@ -112,3 +112,11 @@ def unembedding(model: nn.Module) -> torch.Tensor:
     if getattr(head, "bias", None) is not None:
         logger.info("the output layer has a bias; it does not enter the logit Jacobian")
     return head.weight.detach()
+
+
+def model_limits(model: nn.Module) -> dict:
+    """What a chapter's parameters must fit: ``n_layers`` (decoder layers), ``d_model`` (hidden
+    width) and ``max_positions`` (``max_position_embeddings``, or None if the config has none)."""
+    config = model.config
+    return {"n_layers": len(getattr(model, "model", model).layers), "d_model": int(config.hidden_size),
+            "max_positions": getattr(config, "max_position_embeddings", None)}

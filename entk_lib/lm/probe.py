@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..linalg import empirical_p_value
 from ..params import check_int, check_real
 
 __all__ = [
@@ -207,8 +208,15 @@ def paired_permutation_test(scores_a, result_a: ProbeResult, scores_b, result_b:
     Statistic: the metric of A minus that of B, averaged over splits, each method using the
     (direction, sign) it chose on the train half. Null: the two methods are exchangeable on every
     window -- each window's pair of (z-scored) test scores is swapped with probability 1/2, the
-    same swap for a window in every split. ``p = (1 + #{stat_perm >= stat_obs}) / (1 + n_perm)``.
-    With ``return_macro`` also the p-value of the class-averaged statistic (same swaps).
+    same swap for a window in every split. ``p = (1 + #{stat_perm >= stat_obs}) / (1 + n_perm)``
+    (:func:`entk_lib.linalg.empirical_p_value`, with ``stat_obs`` lowered by 1e-12 so that a
+    permutation equal to the observation up to rounding counts). With ``return_macro`` also the
+    p-value of the class-averaged statistic (same swaps).
+
+    Returns
+    -------
+    pvalues : (n_classes,) in ``result_a.classes`` order; with ``return_macro`` a tuple
+    ``(pvalues, macro p-value)``.
     """
     if metric not in ("ap", "auroc", "precision_at_quota"):
         raise ValueError(f"`metric` must be 'ap', 'auroc' or 'precision_at_quota', got {metric!r}")
@@ -229,8 +237,8 @@ def paired_permutation_test(scores_a, result_a: ProbeResult, scores_b, result_b:
             swap = flips[:, test]
             null += (_rows_metric(metric, np.where(swap, b, a), y)
                      - _rows_metric(metric, np.where(swap, a, b), y))
-        pvalues[c] = (1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations)
+        pvalues[c] = empirical_p_value(observed - 1e-12, null)
         macro_obs, macro_null = macro_obs + observed, macro_null + null
     if return_macro:
-        return pvalues, float((1 + np.sum(macro_null >= macro_obs - 1e-12)) / (1 + n_permutations))
+        return pvalues, empirical_p_value(macro_obs - 1e-12, macro_null)
     return pvalues

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.func import jvp
 
+from ..linalg import as_numpy
 from .kernel import LMKernelOperator, WindowActivations, forward_from, layer_output
 
 __all__ = ["entk_residual_directions", "greedy_after", "intervene"]
@@ -36,7 +37,7 @@ def entk_residual_directions(op: LMKernelOperator, vectors: np.ndarray) -> np.nd
         tangent = {k: v[j] for k, v in grads.items()}
         _, delta = jvp(lambda p: layer_output(op.model, op.acts, op.layer, op.module, p, fast=op.fast),
                        (op.params,), (tangent,))
-        flat = delta.reshape(-1, delta.shape[-1]).double().cpu().numpy()
+        flat = as_numpy(delta.reshape(-1, delta.shape[-1]))
         _, _, vt = np.linalg.svd(flat, full_matrices=False)
         e = vt[0]
         out[j] = e if flat.sum(0) @ e >= 0 else -e

@@ -227,6 +227,20 @@ class ModularTraining(ChapterParams):
         """The :class:`ModularSetup` of these settings (checkpoints every 10 epochs)."""
         return ModularSetup.from_params(self)
 
+    def resolve_top_k(self, needed: int, why: str, default: int = 200) -> None:
+        """Derive or check the field ``top_k`` (eigenpairs per N x N kernel, N = p^2): derived as
+        ``min(p^2, max(default, needed))``; an explicit value must lie in
+        ``[min(needed, p^2), p^2]``, else an error naming ``top_k`` and ``p`` (``why`` says
+        what the ``needed`` eigenvectors are)."""
+        n = self.p**2
+        self.derive("top_k", lambda: min(n, max(default, needed)))
+        low = min(needed, n)
+        top_k = check_int("top_k", self.top_k, minimum=None)
+        if not low <= top_k <= n:
+            raise ValueError(f"`top_k` must be in [{low}, {n}] for `p`={self.p} ({why}; at most p^2), "
+                             f"got {top_k}")
+        self.top_k = top_k
+
 
 @dataclass
 class ModularRun:

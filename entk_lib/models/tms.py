@@ -1,11 +1,20 @@
-"""Toy Models of Superposition (TMS): the model, its data, the importance-weighted loss, training,
-and the closed-form eNTK of the paper's Appendix B.
+"""Toy Models of Superposition (TMS): the model, its data, the importance-weighted loss, training
+(cached), and the closed-form eNTK of the paper's Appendix B.
 
 The model is Elhage et al.'s ReLU-output toy model ``x' = ReLU(Wᵀ W x + b)`` with ``W`` of shape
 (m, n): n features squeezed through m <= n hidden dimensions and read back out. The setup follows
 the released code of the eNTK paper: a fixed data set of ``n_samples`` points whose features are 0
 with probability ``S`` (the sparsity) and Uniform[0, 1] otherwise, each sample scaled to unit L2
 norm; the loss is the importance-weighted squared error with ``I_i = base**i``; Adam, full batch.
+
+Training
+    :func:`train_tms` trains one model for a :class:`TMSSetup` (everything but the seed) and a
+    seed, and caches the run on disk (:func:`entk_lib.cache.cached`) under a hash of the setup,
+    the seed and :data:`CODE_VERSION`::
+
+        from entk_lib.models.tms import TMSSetup, train_tms
+        run = train_tms(TMSSetup(n_hidden=10, sparsity=0.9), seed=0)   # cached after the first call
+        model, data = run.model(), run.data                             # TMS (eval), (N, n)
 
 Closed form (Appendix B). With ``h_a = W x_a`` (m,), ``z_a = Wᵀ h_a + b`` (n,) and the ReLU gate
 ``g_ai = 1[z_ai > 0]``, output i at sample a has derivatives
@@ -22,15 +31,24 @@ tests check them against :func:`entk_lib.entk_jacobian` / :func:`entk_lib.entk`.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 
+from ..cache import cached
+from ..linalg import as_numpy
 from ..params import check_int, check_real
-from ..training import TrainingRun, train
+from ..training import TrainingRun, single_thread, train
 
 __all__ = [
+    "CODE_VERSION",
     "TMS",
+    "TMSRun",
+    "TMSSetup",
+    "check_training_fields",
     "closed_form_jacobian",
     "closed_form_kernel",
     "importance",
@@ -39,6 +57,10 @@ __all__ = [
     "tms_loss",
     "train_tms",
 ]
+
+#: Bump when the data, model or training code changes what a cached run contains
+#: (v2: one :class:`TMSRun` per entry; the trained weights are those of v1).
+CODE_VERSION = "tms-v2"
 
 
 class TMS(nn.Module):
@@ -110,28 +132,149 @@ def tms_loss(output: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) 
     return ((target - output) ** 2 * weights).mean()
 
 
-def train_tms(model: TMS, data: torch.Tensor, weights: torch.Tensor, *, epochs: int = 5000,
-              lr: float = 1e-3, progress: bool = False) -> TrainingRun:
+def _fit(model: TMS, data: torch.Tensor, weights: torch.Tensor, *, epochs: int, lr: float,
+         progress: bool = False) -> TrainingRun:
     """Adam at learning rate ``lr``, ``epochs`` full-batch steps, autoencoding ``data`` (N, n).
 
     Runs single-threaded (restoring the thread count afterwards), so that the trained weights do
     not depend on how many cores the machine has.
     """
-    lr = check_real("lr", lr, low=0.0, low_inclusive=False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is as fast, and bitwise reproducible
-    try:
+    with single_thread():  # tiny matrices: one thread is as fast, and bitwise reproducible
         return train(model, lambda out, y: tms_loss(out, y, weights), (data, data), optimizer=opt,
                      epochs=epochs, eval_every=max(1, epochs), progress=progress, desc="TMS")
-    finally:
-        torch.set_num_threads(threads)
+
+
+def check_training_fields(params: Any) -> None:
+    """Validate, and normalize in place, the fields that :class:`TMSSetup` shares with the
+    chapter's parameters: ``n_features`` >= 2, ``importance_base`` in (0, 1], ``n_samples`` >= 2,
+    ``epochs`` >= 0 and ``lr`` > 0."""
+    fields = {
+        "n_features": check_int("n_features", params.n_features, minimum=2),
+        "importance_base": check_real("importance_base", params.importance_base, low=0.0, high=1.0,
+                                      low_inclusive=False),
+        "n_samples": check_int("n_samples", params.n_samples, minimum=2),
+        "epochs": check_int("epochs", params.epochs, minimum=0),
+        "lr": check_real("lr", params.lr, low=0.0, low_inclusive=False),
+    }
+    for name, value in fields.items():
+        object.__setattr__(params, name, value)
+
+
+@dataclass(frozen=True)
+class TMSSetup:
+    """Everything that determines a trained TMS model except the seed (validated on construction).
+
+    Defaults are the first model of the paper's Fig. 1 (its dense ``m = 10`` model): n = 50
+    features of importance ``0.8**i``, ``m = 10`` hidden units, sparsity 0.3, N = 500 samples,
+    5000 full-batch Adam steps at learning rate 1e-3.
+    """
+
+    n_features: int = 50
+    n_hidden: int = 10
+    sparsity: float = 0.3
+    n_samples: int = 500
+    importance_base: float = 0.8
+    epochs: int = 5000
+    lr: float = 1e-3
+
+    def __post_init__(self):
+        check_training_fields(self)
+        object.__setattr__(self, "n_hidden", check_int("n_hidden", self.n_hidden, minimum=1,
+                                                        maximum=self.n_features))
+        object.__setattr__(self, "sparsity", check_real("sparsity", self.sparsity, low=0.0, high=1.0,
+                                                         high_inclusive=False))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """The importances ``I_i = importance_base**i``: (n,)."""
+        return importance(self.n_features, self.importance_base)
+
+
+@dataclass
+class TMSRun:
+    """A trained TMS model: its setup, seed, loss history and final weights (what the cache holds).
+
+    Attributes
+    ----------
+    history : dict of lists
+        ``epoch`` and ``train_loss`` at the initialization and at the end of training.
+    final_state : dict
+        The ``state_dict`` after training (``W`` (m, n), ``b`` (n,)).
+    """
+
+    setup: TMSSetup
+    seed: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    final_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The training set (N, n) (regenerated from the seed: :func:`tms_data`)."""
+        s = self.setup
+        return tms_data(s.n_samples, s.n_features, s.sparsity, seed=self.seed)
+
+    @property
+    def final_loss(self) -> float:
+        """The importance-weighted loss after training."""
+        return self.history["train_loss"][-1]
+
+    def model(self) -> TMS:
+        """A fresh :class:`TMS` (eval mode) with the trained weights."""
+        model = TMS(self.setup.n_features, self.setup.n_hidden)
+        model.load_state_dict(self.final_state)
+        return model.eval()
+
+    def to_dict(self) -> dict:
+        return {"setup": asdict(self.setup), "seed": self.seed, "history": self.history,
+                "final_state": self.final_state}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TMSRun:
+        return cls(TMSSetup(**d["setup"]), d["seed"], d["history"], d["final_state"])
+
+
+def _train_fresh(setup: TMSSetup, seed: int, progress: bool) -> dict:
+    data = tms_data(setup.n_samples, setup.n_features, setup.sparsity, seed=seed)
+    torch.manual_seed(seed)  # the initialization draws from torch's global generator
+    model = TMS(setup.n_features, setup.n_hidden)
+    run = _fit(model, data, setup.weights, epochs=setup.epochs, lr=setup.lr, progress=progress)
+    return TMSRun(setup, seed, run.history, run.final_state).to_dict()
+
+
+def train_tms(setup: TMSSetup | None = None, seed: int = 0, *, progress: bool = False,
+              use_cache: bool = True) -> TMSRun:
+    """Train (or load from the cache) one TMS model.
+
+    Parameters
+    ----------
+    setup : TMSSetup, optional
+        Everything but the seed (default: the paper's dense ``m = 10`` model).
+    seed : int
+        Draws the data set (:func:`tms_data`) and, through ``torch.manual_seed``, the
+        initialization.
+    progress : bool
+        Show a progress bar while training.
+    use_cache : bool
+        Set False to train without reading or writing the cache.
+
+    Returns
+    -------
+    TMSRun, identical for identical (setup, seed, CODE_VERSION).
+    """
+    setup = TMSSetup() if setup is None else setup
+    if not isinstance(setup, TMSSetup):
+        raise TypeError(f"`setup` must be a TMSSetup, got {type(setup).__name__}")
+    seed = check_int("seed", seed, minimum=0)
+    if not use_cache:
+        return TMSRun.from_dict(_train_fresh(setup, seed, progress))
+    key = asdict(setup) | {"seed": seed, "code_version": CODE_VERSION}
+    return TMSRun.from_dict(cached("tms", key, lambda: _train_fresh(setup, seed, progress)))
 
 
 def represented_features(W, threshold: float = 0.75) -> np.ndarray:
     """Indices i with ``(WᵀW)_ii = ||W_{:, i}||² >= threshold`` (the represented features)."""
-    w = W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else np.asarray(W)
-    return np.flatnonzero((w**2).sum(0) >= threshold)
+    return np.flatnonzero((as_numpy(W) ** 2).sum(0) >= threshold)
 
 
 def _closed_form_parts(W: torch.Tensor, b: torch.Tensor, x: torch.Tensor, output_weights=None):

@@ -13,31 +13,48 @@ The training protocol follows the author's released code (``jylin04/mi-ntk``,
 ``modular_arithmetic_transformer_v4.ipynb``): the train/test split shuffles the pairs with
 Python's ``random.Random(split_seed)``; the weights are drawn in the order and with the scales
 of that code from a generator seeded with the model seed, which then also shuffles the
-minibatches each epoch the way ``torch.utils.data.DataLoader(shuffle=True)`` does.
+minibatches each epoch the way ``torch.utils.data.RandomSampler`` does (a fresh generator per
+epoch, seeded by one draw: :func:`entk_lib.training.dataloader_order`). AdamW on the
+cross-entropy, through the shared loop :func:`entk_lib.training.train`, on one thread.
+:func:`train_transformer` caches the run on disk under a hash of its :class:`TransformerSetup`,
+the seed and :data:`CODE_VERSION`::
+
+    from entk_lib.models.transformer import TransformerSetup, train_transformer
+    run = train_transformer(TransformerSetup(p=29, epochs=4000), seed=2)  # cached after the first call
+    model = run.model_at(1000)                                           # the network after 1000 epochs
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from ..params import check_int, check_prime, check_real
+from ..cache import cached
+from ..params import check_int, check_real
+from ..training import dataloader_order, load_average, single_thread, train
 
 __all__ = [
+    "CODE_VERSION",
     "N_CTX",
     "ModularTransformer",
     "TransformerRun",
+    "TransformerSetup",
+    "check_checkpoint_every",
     "modular_tokens",
     "train_test_split",
     "train_transformer",
 ]
+
+#: Bump when the data, model or training code changes what a cached run contains.
+CODE_VERSION = "transformer-train-v3"
 
 #: Sequence length: the tokens ``a``, ``b`` and ``=``.
 N_CTX = 3
@@ -206,95 +223,132 @@ class ModularTransformer(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Training
+# Training (cached)
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransformerSetup:
+    """Everything that determines a trained run except the model seed (validated on construction).
+
+    Defaults are the paper's (the author's released code): p = 29, d_model 64, 4 heads, d_mlp
+    256, half the pairs for training (split seed 0), AdamW with lr 3e-4 and weight decay 1,
+    minibatches of 64, 4000 epochs; metrics and parameters kept every ``checkpoint_every`` epochs.
+    """
+
+    p: int = 29
+    d_model: int = 64
+    n_heads: int = 4
+    d_mlp: int = 256
+    train_fraction: float = 0.5
+    lr: float = 3e-4
+    weight_decay: float = 1.0
+    batch_size: int = 64
+    epochs: int = 4000
+    checkpoint_every: int = 20
+    split_seed: int = 0
+
+    def __post_init__(self):
+        values = {
+            "p": check_int("p", self.p, minimum=2),
+            "d_model": check_int("d_model", self.d_model, minimum=1),
+            "n_heads": check_int("n_heads", self.n_heads, minimum=1),
+            "d_mlp": check_int("d_mlp", self.d_mlp, minimum=1),
+            "train_fraction": check_real("train_fraction", self.train_fraction, low=0.0, high=1.0,
+                                         low_inclusive=False, high_inclusive=False),
+            "lr": check_real("lr", self.lr, low=0.0, low_inclusive=False),
+            "weight_decay": check_real("weight_decay", self.weight_decay, low=0.0),
+            "batch_size": check_int("batch_size", self.batch_size, minimum=1),
+            "epochs": check_int("epochs", self.epochs, minimum=1),
+            "split_seed": check_int("split_seed", self.split_seed, minimum=0),
+        }
+        if values["d_model"] % values["n_heads"]:
+            raise ValueError(f"`n_heads` must divide `d_model` ({values['d_model']}), got {self.n_heads}")
+        values["checkpoint_every"] = check_checkpoint_every(self.checkpoint_every, values["epochs"])
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        train_test_split(self.p, self.train_fraction, self.split_seed)  # non-empty splits
+
+    @classmethod
+    def from_params(cls, params: Any) -> TransformerSetup:
+        """Build from any object (e.g. the chapter's parameters) with these attribute names."""
+        return params if isinstance(params, cls) else cls(
+            **{k: getattr(params, k) for k in cls.__dataclass_fields__ if hasattr(params, k)})
+
+    def checkpoint_epochs(self) -> list[int]:
+        """Epochs ``0, checkpoint_every, 2 checkpoint_every, ...`` and the last epoch."""
+        return sorted(set(range(0, self.epochs + 1, self.checkpoint_every)) | {self.epochs})
+
+
+def check_checkpoint_every(checkpoint_every: Any, epochs: int) -> int:
+    """``checkpoint_every`` as an int in ``[1, epochs]``, or an error naming both parameters."""
+    value = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if value > epochs:
+        raise ValueError(f"`checkpoint_every` must be at most `epochs` ({epochs}), got {value}; "
+                         "leave it 'derived' to follow `epochs`")
+    return value
 
 
 @dataclass
 class TransformerRun:
-    """What :func:`train_transformer` returns.
+    """A trained run: its setup, seed, split, history, checkpoints and cost (what the cache holds).
 
     Attributes
     ----------
     history : dict of lists
-        ``epoch``, ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc`` at every evaluated
-        epoch (epoch 0 is the initialization; epoch e is after e passes over the training set).
+        ``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` at
+        :meth:`TransformerSetup.checkpoint_epochs` (epoch 0 is the initialization; epoch e is
+        after e passes over the training set; losses are the cross-entropy, accuracies in [0, 1]).
     checkpoints : dict epoch -> state_dict
+        At :meth:`TransformerSetup.checkpoint_epochs`.
     final_state : state_dict after the last epoch.
+    cost : dict
+        ``train_seconds`` and ``train_cpu_seconds`` (wall and CPU, when first computed),
+        ``load`` (the load average around the run) and ``threads`` (always 1).
     """
 
+    setup: TransformerSetup
+    seed: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
     history: dict[str, list[float]] = field(default_factory=dict)
     checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     final_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+
+    def model_at(self, epoch: int | None = None) -> ModularTransformer:
+        """A fresh :class:`ModularTransformer` (eval mode) with the weights after ``epoch``
+        epochs (``None``: the end of training; 0: the initialization)."""
+        if epoch is not None and epoch not in self.checkpoints:
+            raise ValueError(f"`epoch` {epoch} has no checkpoint; available: {sorted(self.checkpoints)}")
+        s = self.setup
+        model = ModularTransformer(s.p, s.d_model, s.n_heads, s.d_mlp)
+        model.load_state_dict(self.final_state if epoch is None else self.checkpoints[epoch])
+        return model.eval()
+
+    def to_dict(self) -> dict:
+        """Plain containers (what the cache stores): the setup as a dict, the rest as they are."""
+        return {"setup": asdict(self.setup), "seed": self.seed, "train_idx": self.train_idx,
+                "test_idx": self.test_idx, "history": self.history, "checkpoints": self.checkpoints,
+                "final_state": self.final_state, "cost": self.cost}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransformerRun:
+        """The inverse of :meth:`to_dict`."""
+        return cls(TransformerSetup(**d["setup"]), d["seed"], d["train_idx"], d["test_idx"],
+                   d["history"], d["checkpoints"], d["final_state"], d["cost"])
 
 
 def _evaluate(model, tokens, labels, train_idx, test_idx) -> dict[str, float]:
-    with torch.no_grad():
-        logits = model(tokens)
-        losses = F.cross_entropy(logits, labels, reduction="none")
-        correct = (logits.argmax(1) == labels).float()
+    """Loss and accuracy on the train and test pairs, from one forward pass over all p^2."""
+    logits = model(tokens)
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    correct = (logits.argmax(1) == labels).float()
     out = {}
     for split, idx in (("train", train_idx), ("test", test_idx)):
         out[f"{split}_loss"] = float(losses[idx].mean())
         out[f"{split}_acc"] = float(correct[idx].mean())
     return out
-
-
-def train_transformer(
-    model: ModularTransformer,
-    *,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-    lr: float,
-    weight_decay: float,
-    batch_size: int,
-    epochs: int,
-    generator: torch.Generator,
-    eval_every: int = 1,
-    checkpoint_epochs=(),
-    progress: bool = True,
-    desc: str = "training",
-) -> TransformerRun:
-    """AdamW on the cross-entropy of the training pairs, shuffled minibatches, in place.
-
-    Each epoch draws a fresh permutation of the training set from a generator seeded by one
-    64-bit draw from ``generator`` (what ``DataLoader(shuffle=True)`` does with the global
-    generator). Metrics on all p^2 pairs are recorded every ``eval_every`` epochs and at epochs
-    0 and ``epochs``; state dicts are kept at ``checkpoint_epochs``.
-    """
-    epochs = check_int("epochs", epochs, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    eval_every = check_int("eval_every", eval_every, minimum=1)
-    wanted = {check_int("checkpoint_epochs", e, minimum=0, maximum=epochs) for e in checkpoint_epochs}
-    tokens, labels = modular_tokens(model.p)
-    x_train, y_train = tokens[train_idx], labels[train_idx]
-    opt = _adamw(model, lr, weight_decay)
-    run = TransformerRun(history={"epoch": []})
-
-    def record(epoch: int) -> None:
-        model.eval()
-        run.history["epoch"].append(epoch)
-        for key, value in _evaluate(model, tokens, labels, train_idx, test_idx).items():
-            run.history.setdefault(key, []).append(value)
-        if epoch in wanted:
-            run.checkpoints[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.train()
-
-    record(0)
-    n = x_train.shape[0]
-    for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not progress, mininterval=1.0):
-        seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x_train[idx]), y_train[idx]).backward()
-            opt.step()
-        if epoch % eval_every == 0 or epoch == epochs or epoch in wanted:
-            record(epoch)
-    model.eval()
-    run.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return run
 
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -305,6 +359,51 @@ def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Opti
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def check_modulus(p: int) -> int:
-    """``p`` must be an odd prime (the Fourier families assume it)."""
-    return check_prime("p", p)
+def _train_fresh(setup: TransformerSetup, seed: int, progress: bool) -> dict:
+    """Train one seed on one thread (the split, then the weights and every epoch's minibatch
+    order from one generator seeded with ``seed``); the run as a dict, with its cost."""
+    train_idx, test_idx = train_test_split(setup.p, setup.train_fraction, setup.split_seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = ModularTransformer(setup.p, setup.d_model, setup.n_heads, setup.d_mlp, generator=gen)
+    tokens, labels = modular_tokens(setup.p)
+    with single_thread():
+        start, cpu_start, load = time.perf_counter(), time.process_time(), load_average()
+        run = train(model, F.cross_entropy, (tokens[train_idx], labels[train_idx]),
+                    optimizer=_adamw(model, setup.lr, setup.weight_decay), epochs=setup.epochs,
+                    evaluate=lambda m: _evaluate(m, tokens, labels, train_idx, test_idx),
+                    batch_size=setup.batch_size, shuffle=dataloader_order(gen),
+                    eval_every=setup.checkpoint_every, checkpoint_epochs=setup.checkpoint_epochs(),
+                    progress=progress, desc=f"seed {seed}")
+        cost = {"train_seconds": time.perf_counter() - start,
+                "train_cpu_seconds": time.process_time() - cpu_start,
+                "load": (load + load_average()) / 2, "threads": 1}
+    return TransformerRun(setup, seed, train_idx, test_idx, run.history, run.checkpoints,
+                          run.final_state, cost).to_dict()
+
+
+def train_transformer(setup: Any = None, seed: int = 0, *, progress: bool = False,
+                      use_cache: bool = True) -> TransformerRun:
+    """Train (or load from the cache) the modular-addition Transformer for one seed.
+
+    Parameters
+    ----------
+    setup : TransformerSetup or any object with its attribute names, optional
+        The setup (default: the paper's); the chapter's parameters are accepted as they are.
+    seed : int
+        Seeds the initial weights and the minibatch order (the split has its own ``split_seed``).
+    progress : bool
+        Show a progress bar while training.
+    use_cache : bool
+        Set False to train without reading or writing the cache.
+
+    Returns
+    -------
+    TransformerRun, identical for identical (setup, seed, CODE_VERSION) on one machine.
+    """
+    setup = TransformerSetup() if setup is None else TransformerSetup.from_params(setup)
+    seed = check_int("seed", seed, minimum=0)
+    if not use_cache:
+        return TransformerRun.from_dict(_train_fresh(setup, seed, progress))
+    key = asdict(setup) | {"seed": seed, "code_version": CODE_VERSION}
+    run = cached("transformer_runs", key, lambda: _train_fresh(setup, seed, progress))
+    return TransformerRun.from_dict(run)

@@ -1,30 +1,15 @@
-"""Chapter 1 (NTK review): the linearized model at initialization and at the end of training.
-
-For each width and seed an NTK-parametrized MLP is trained by full-batch gradient descent on the
-squared loss (two-moons data, labels +-1). We compare the trained network on held-out points with
-the kernel-linearized model of the paper's Eq. (1) (kernel at initialization, ``K_0``) and Eq. (3)
-(kernel at the end of training, ``K_T``), both run for the same number of gradient steps in
-closed form (:func:`entk_lib.regression.kernel_regression` with ``steps``).
-"""
+"""The NTK-review chapter's verdict rules (:data:`CRITERIA`, fixed before the runs), its claims
+table and its record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from ..claims import ClaimsTable, fmt, verdict
-from ..kernel import entk
-from ..models.mlp import MLP, two_moons
-from ..params import check_choice, check_int, check_int_list, check_real
-from ..record import ChapterRecord
-from ..regression import faithfulness, kernel_drift, kernel_regression
-from ..training import train
+from ...claims import ClaimsTable, fmt, verdict
+from ...record import ChapterRecord
+from .params import ReviewParams
 
-__all__ = ["CRITERIA", "ReviewParams", "claims_table", "criteria_text", "record", "run_width",
-           "summarize", "width_sweep"]
+__all__ = ["CRITERIA", "claims_table", "criteria_text", "record", "smallest_rank"]
 
 #: The claims table's thresholds, fixed before the runs (stated in the chapter by
 #: :func:`criteria_text`, used by :func:`claims_table`).
@@ -35,104 +20,6 @@ CRITERIA = {
     "truncation_r2": 0.95,  # "most of the function": the truncated predictor reaches this R^2 ...
     "rank_fraction": 10,    # ... with at most N / this eigenpairs
 }
-
-
-@dataclass
-class ReviewParams:
-    """Parameters of the NTK-review chapter (validated on construction)."""
-
-    widths: list[int] = field(default_factory=lambda: [32, 128, 512, 2048])
-    depth: int = 2
-    activation: str = "tanh"
-    n_train: int = 128
-    n_test: int = 512
-    noise: float = 0.15
-    lr: float = 0.25
-    steps: int = 2000
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    ranks: list[int] = field(default_factory=lambda: [1, 2, 3, 5, 10, 20, 50, 128])
-
-    def __post_init__(self):
-        self.widths = check_int_list("widths", self.widths, minimum=1)
-        self.depth = check_int("depth", self.depth, minimum=1, maximum=8)
-        check_choice("activation", self.activation, ("tanh", "relu", "gelu"))
-        self.n_train = check_int("n_train", self.n_train, minimum=4)
-        self.n_test = check_int("n_test", self.n_test, minimum=1)
-        self.noise = check_real("noise", self.noise, low=0.0)
-        self.lr = check_real("lr", self.lr, low=0.0, low_inclusive=False)
-        self.steps = check_int("steps", self.steps, minimum=1)
-        self.seeds = check_int_list("seeds", self.seeds, minimum=0)
-        self.ranks = check_int_list("ranks", self.ranks, minimum=1, maximum=self.n_train)
-
-
-def run_width(params: ReviewParams, width: int, seed: int) -> dict:
-    """Train one network and measure its kernels and linearized predictors (test split)."""
-    x_tr, y_tr = two_moons(params.n_train, noise=params.noise, seed=1000 + seed)
-    x_te, y_te = two_moons(params.n_test, noise=params.noise, seed=2000 + seed)
-    torch.manual_seed(seed)
-    model = MLP(2, width, params.depth, 1, activation=params.activation)
-
-    def kernels():
-        return (entk(model, x_tr, collapse="class_mean").double(),
-                entk(model, x_te, x_tr, collapse="class_mean").double())
-
-    k0, k0_x = kernels()
-    with torch.no_grad():
-        f0_tr, f0_te = model(x_tr), model(x_te)
-    opt = torch.optim.SGD(model.parameters(), lr=params.lr)
-    run = train(model, lambda out, y: ((out - y) ** 2).mean(), (x_tr, y_tr), optimizer=opt,
-                epochs=params.steps, eval_every=params.steps, progress=False)
-    kt, kt_x = kernels()
-    with torch.no_grad():
-        net_te = model(x_te)
-    gd = {"steps": params.steps, "step_size": 2 * params.lr / params.n_train, "f0_train": f0_tr,
-          "f0_test": f0_te}
-    lin0 = kernel_regression(k0, y_tr, k0_x, **gd)
-    lin_t = kernel_regression(kt, y_tr, kt_x, **gd)
-    truncated = [faithfulness(kernel_regression(kt, y_tr, kt_x, rank=r, **gd), net_te, y_te)["r2"]
-                 for r in params.ranks]
-    eig_t = np.linalg.eigvalsh(kt.numpy())[::-1]
-    return {
-        "width": width, "seed": seed, "drift": kernel_drift(kt, k0),
-        "train_loss": run.history["train_loss"][-1],
-        "net_test_acc": float((torch.sign(net_te) == y_te).float().mean()),
-        "k0": faithfulness(lin0, net_te, y_te), "kt": faithfulness(lin_t, net_te, y_te),
-        "eig_0": np.linalg.eigvalsh(k0.numpy())[::-1], "eig_t": eig_t,
-        "truncation_r2": np.array(truncated),
-        "net_test": net_te.numpy().ravel(), "lin0_test": lin0.ravel(), "x_test": x_te.numpy(),
-    }
-
-
-def width_sweep(params: ReviewParams, progress: bool = True) -> list[dict]:
-    """:func:`run_width` for every (width, seed)."""
-    jobs = [(w, s) for w in params.widths for s in params.seeds]
-    return [run_width(params, w, s) for w, s in tqdm(jobs, desc="widths x seeds", disable=not progress)]
-
-
-def summarize(results: list[dict], params: ReviewParams) -> dict[str, np.ndarray]:
-    """Per-width means over seeds of the scalar measurements, and the drift slope."""
-    widths = np.array(params.widths)
-
-    def mean_of(get):
-        return np.array([np.mean([get(r) for r in results if r["width"] == w]) for w in widths])
-
-    out = {
-        "width": widths,
-        "drift": mean_of(lambda r: r["drift"]),
-        "r2_k0": mean_of(lambda r: r["k0"]["r2"]),
-        "r2_kt": mean_of(lambda r: r["kt"]["r2"]),
-        "loss_ratio_k0": mean_of(lambda r: r["k0"]["loss_ratio"]),
-        "loss_ratio_kt": mean_of(lambda r: r["kt"]["loss_ratio"]),
-        "acc_gap_k0": mean_of(lambda r: r["k0"]["acc_gap"]),
-        "acc_gap_kt": mean_of(lambda r: r["kt"]["acc_gap"]),
-        "top10_share": mean_of(lambda r: r["eig_t"][:10].sum() / r["eig_t"].sum()),
-        "train_loss": mean_of(lambda r: r["train_loss"]),
-    }
-    out["truncation_r2"] = np.stack([
-        np.mean([r["truncation_r2"] for r in results if r["width"] == w], axis=0) for w in widths
-    ])
-    out["drift_slope"] = float(np.polyfit(np.log(widths), np.log(out["drift"]), 1)[0])
-    return out
 
 
 def smallest_rank(summary: dict, ranks: list[int], level: float = CRITERIA["truncation_r2"]
