@@ -146,7 +146,7 @@ class KernelPlan:
                 out[prefix + "weight"] = factor
             if prefix + "bias" in self.params:
                 out[prefix + "bias"] = JacobianFactor(factor.grads.sum(2))
-        return out
+        return {name: out[name] for name in self.params}  # one order in every process
 
     def jacobian(self, inputs: torch.Tensor) -> torch.Tensor:
         """The explicit Jacobian (C, n, P) (output, input, parameter: class-major, as the rows of
@@ -287,10 +287,10 @@ def _structured_modules(model, inputs, owners: set[str]) -> dict[str, nn.Module]
     for mname, m in modules.items():
         for p in m.parameters(recurse=False):
             owners_of.setdefault(id(p), set()).add(mname)
-    candidates = {
+    candidates = {  # in the model's module order: a set's order changes from process to process
         name: modules[name]
-        for name in owners
-        if name in modules
+        for name in modules
+        if name in owners
         and is_structured_candidate(modules[name])
         and all(len(owners_of[id(p)]) == 1 for p in modules[name].parameters(recurse=False))
     }

@@ -73,9 +73,19 @@ class EntkOperator(LinearOperator):
         size = n_inputs * n_outputs if collapse == "flattened" else n_inputs
         super().__init__(dtype=np.dtype(str(torch_dtype).replace("torch.", "")), shape=(size, size))
 
-    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        """``J J^T`` on a batch of output-space blocks: (b, N, C) -> (b, N, C)."""
+    def pull(self, cot: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        """``J^T`` on a batch of output-space blocks (b, N, C): parameter-space tensors, each with
+        the batch in one of its dimensions (summed over inputs, so a sharded operator all-reduces
+        them: :mod:`entk_lib.distributed`)."""
         raise NotImplementedError
+
+    def push(self, grads: list[torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
+        """``J`` on what :meth:`pull` returned: (b, N, C)."""
+        raise NotImplementedError
+
+    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
+        """``J J^T`` on a batch of output-space blocks: (b, N, C) -> (b, N, C)."""
+        return self.push(self.pull(cot))
 
     def _matmat(self, v):
         v_t = torch.as_tensor(np.asarray(v), dtype=self.torch_dtype, device=self.device)
@@ -171,19 +181,25 @@ class VjpOperator(EntkOperator):
                 closures[1] = None
         return vmap(lambda t: jvp(f, (self.params,), (t,))[1])(grads)
 
-    def apply_cotangents(self, cot: torch.Tensor) -> torch.Tensor:
+    def pull(self, cot: torch.Tensor) -> list[torch.Tensor]:
+        """Pull back chunk by chunk: one (b, *shape) gradient per parameter, summed over chunks."""
         if self.reuse_forward and self._closures is None:
             self._closures = [list(self._closures_for(sl)) for sl in self._chunks()]
         grads = None
-        for i, sl in enumerate(self._chunks()):  # pull back, chunk by chunk
+        for i, sl in enumerate(self._chunks()):
             pull = self._closures[i][0] if self._closures else self._closures_for(sl)[0]
             (g,) = vmap(pull)(cot[:, sl])
             grads = g if grads is None else {k: grads[k] + g[k] for k in g}
             del pull  # without reuse_forward, one chunk's activations are alive at a time
+        return list(grads.values())
+
+    def push(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """Push forward chunk by chunk (a fresh jvp per chunk without ``reuse_forward``)."""
+        tangents = dict(zip(self.params, grads, strict=True))
         outs = []
-        for i, sl in enumerate(self._chunks()):  # push forward (a fresh jvp without reuse_forward)
+        for i, sl in enumerate(self._chunks()):
             outs.append(self._push(self._closures[i] if self._closures else [None, None, self._chunk_f(sl)],
-                                   grads))
+                                   tangents))
         return torch.cat(outs, dim=1)
 
 
@@ -217,14 +233,36 @@ class FactoredOperator(EntkOperator):
 
     def _apply_block(self, v: torch.Tensor) -> torch.Tensor:
         """``J J^T v`` for v of shape (C, N, b), summed over all parameters."""
+        return self._push_block(self._pull_block(v), v.shape[2])
+
+    def _pull_block(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """``J^T v`` for v (C, N, b): the explicit Jacobian's (P_generic, b), then per
+        Linear/Embedding weight its gradient (in, out*b) (:func:`_linear_pull`)."""
         c, n, b = v.shape
-        total = torch.zeros_like(v)
+        grads = []
         if self.jacobian is not None:
-            jac = self.jacobian.reshape(c * n, -1)
-            total += (jac @ (jac.T @ v.reshape(c * n, b))).reshape(c, n, b)
-        for f in self.linear:
-            total += _linear_product(f, v)
+            grads.append(self.jacobian.reshape(c * n, -1).T @ v.reshape(c * n, b))
+        return grads + [_linear_pull(f, v) for f in self.linear]
+
+    def _push_block(self, grads: list[torch.Tensor], b: int) -> torch.Tensor:
+        """``J`` on what :meth:`_pull_block` returned, for ``b`` vectors: (C, N, b)."""
+        c, n = self.n_outputs, self.n_inputs
+        total = torch.zeros((c, n, b), dtype=self.torch_dtype, device=self.device)
+        if self.jacobian is not None:
+            total += (self.jacobian.reshape(c * n, -1) @ grads[0]).reshape(c, n, b)
+        for f, g in zip(self.linear, grads[self.jacobian is not None:], strict=True):
+            total += _linear_push(f, g, b)
         return total
+
+    def pull(self, cot: torch.Tensor) -> list[torch.Tensor]:
+        return self._pull_block(cot.permute(2, 1, 0))
+
+    def push(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        if self.jacobian is not None:  # the explicit Jacobian's gradient is (P, b)
+            b = grads[0].shape[-1]
+        else:  # a Linear weight's gradient is (in, out * b)
+            b = grads[0].shape[1] // self.linear[0].grads.shape[3]
+        return self._push_block(grads, b).permute(2, 1, 0)
 
     def apply_class_mean(self, v: torch.Tensor) -> torch.Tensor:
         """``sum_i J_i J_i^T v`` for v (N, k), class by class: C times cheaper than pushing a
@@ -242,18 +280,23 @@ class FactoredOperator(EntkOperator):
         return out
 
 
-def _linear_product(f: LinearFactor, v: torch.Tensor) -> torch.Tensor:
-    """``J J^T v`` for one Linear/Embedding weight from its factors; v (C, N, b) -> (C, N, b).
-
-    Pull back: ``W_grad = sum_{a,t} U[a,t] (outer) Z[a,t]`` with ``Z[a,t] = sum_i G[i,a,t] v[i,a]``;
-    push forward: ``out[i,a] = sum_t G[i,a,t] . (W_grad U[a,t])``.
-    """
+def _linear_pull(f: LinearFactor, v: torch.Tensor) -> torch.Tensor:
+    """``J^T v`` for one Linear/Embedding weight, v (C, N, b) -> the weight gradient (in, O*b):
+    ``W_grad = sum_{a,t} U[a,t] (outer) Z[a,t]`` with ``Z[a,t] = sum_i G[i,a,t] v[i,a]``."""
     c, n, t, o = f.grads.shape
-    b = v.shape[2]
     g = f.grads.permute(1, 2, 3, 0).reshape(n, t * o, c)  # (N, T*O, C)
-    z = torch.bmm(g, v.permute(1, 0, 2)).reshape(n * t, o * b)  # (N*T, O*b)
-    y = _through_inputs(f, z).reshape(n, t * o, b)
-    return torch.bmm(g.transpose(1, 2), y).permute(1, 0, 2)  # (C, N, b)
+    z = torch.bmm(g, v.permute(1, 0, 2)).reshape(n * t, o * v.shape[2])  # (N*T, O*b)
+    if f.kind == "embedding":
+        return z.new_zeros((f.n_in, z.shape[1])).index_add_(0, f.inputs.reshape(-1), z)
+    return f.inputs.reshape(n * t, -1).T @ z
+
+
+def _linear_push(f: LinearFactor, w_grad: torch.Tensor, b: int) -> torch.Tensor:
+    """``J`` on a weight gradient (in, O*b) -> (C, N, b): ``out[i,a] = sum_t G[i,a,t] . (W_grad U[a,t])``."""
+    c, n, t, o = f.grads.shape
+    g = f.grads.permute(1, 2, 3, 0).reshape(n, t * o, c)
+    y = (w_grad[f.inputs.reshape(-1)] if f.kind == "embedding" else f.inputs.reshape(n * t, -1) @ w_grad)
+    return torch.bmm(g.transpose(1, 2), y.reshape(n, t * o, b)).permute(1, 0, 2)
 
 
 def _through_inputs(f: LinearFactor, z: torch.Tensor) -> torch.Tensor:
@@ -291,6 +334,7 @@ def entk_operator(
     reuse_forward: bool | None = None,
     memory_budget: int | None = None,
     plan: KernelPlan | None = None,
+    group=None,
 ) -> EntkOperator:
     """A matrix-free ``LinearOperator`` for the eNTK (``flattened``, ``class_mean``, ``sum_logits``).
 
@@ -304,7 +348,20 @@ def entk_operator(
     (default: when the estimated activations fit half the budget). ``plan``: a prebuilt
     :class:`~entk_lib.KernelPlan` (:func:`entk_lib.entk_plan`, ``choose_route(...).plan``), used
     instead of building one. Use with :func:`entk_lib.top_eigenpairs`.
+
+    ``group``: a ``torch.distributed`` process group, or ``"world"``, to shard the products over
+    its ranks by inputs (:mod:`entk_lib.distributed`; every rank passes the same full ``inputs``
+    and gets the same operator; ``memory_budget`` then applies to each rank's shard).
     """
+    if group is not None:
+        from .distributed import DistributedEntkOperator, resolve_group, shard_slice
+
+        group, rank, world = resolve_group(group)
+        local = entk_operator(model, inputs[shard_slice(inputs.shape[0], rank, world)], collapse=collapse,
+                              layers=layers, output_weights=output_weights, backend=backend,
+                              chunk_size=chunk_size, column_block=column_block, reuse_forward=reuse_forward,
+                              memory_budget=memory_budget, plan=plan)
+        return DistributedEntkOperator(local, inputs.shape[0], group)
     from .kernel import default_memory_budget
 
     check_collapse(collapse, ("flattened", "class_mean", "sum_logits"))

@@ -16,20 +16,9 @@ from entk_lib.lm import probe as lp  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_gemma():
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from entk_lib.lm.models import tiny_gemma3
 
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=48, hidden_size=16, intermediate_size=24, num_hidden_layers=3,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=8,
-                              max_position_embeddings=64, sliding_window=4,
-                              layer_types=["sliding_attention", "full_attention", "full_attention"],
-                              attn_implementation="eager")
-    model = Gemma3ForCausalLM(config).float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.normal_(0.0, 0.3)
-    model.requires_grad_(False)
+    model = tiny_gemma3(0)
     ids = torch.randint(3, 48, (5, 7), generator=torch.Generator().manual_seed(1))
     return model, ids
 

@@ -336,6 +336,10 @@ class LMKernelOperator(LinearOperator):
         e.g. 2.4 GB per layer for Gemma-3-270m at N = 256, T = 25, which made the chapter's layer
         sweep peak at 17 GB when every lower layer kept its tape.
 
+    group : a ``torch.distributed`` process group or ``"world"``: each rank keeps its shard of the
+        windows and the products all-reduce / all-gather over the group (:mod:`entk_lib.distributed`);
+        every rank passes the same ``acts`` and sees the same operator.
+
     Call :meth:`release` when done (the sweep does): the stored closures refer back to the
     operator, so without it the memory waits for Python's cycle collector.
     """
@@ -345,13 +349,21 @@ class LMKernelOperator(LinearOperator):
 
     def __init__(self, model, acts: WindowActivations, layer: int, module: str = "mlp.down_proj",
                  sqrt_gram: torch.Tensor | None = None, *, chunk: int = 4, fast: bool = True,
-                 linearize: bool | None = None, linearize_budget: int = 2**30):
+                 linearize: bool | None = None, linearize_budget: int = 2**30, group=None):
+        self.n_windows, self.d_model = acts.final_last.shape
+        self._sharded = None
+        if group is not None:  # this rank keeps its shard of the windows (entk_lib.distributed)
+            from ..distributed import ShardedProducts, resolve_group, shard_slice
+
+            group, rank, world = resolve_group(group)
+            mine = shard_slice(self.n_windows, rank, world)
+            acts = acts.subset(np.arange(mine.start, mine.stop))
+            self._sharded = ShardedProducts(self._pull_local, self._push_local, self.n_windows, group)
         self.model, self.acts, self.layer, self.module, self.fast = model, acts, layer, module, fast
         owner = _layers(model)[layer].get_submodule(module)
         self.params = {k: v.detach() for k, v in owner.named_parameters(recurse=False)}
         if not self.params:
             raise ValueError(f"module `{module}` of layer {layer} has no parameters")
-        self.n_windows, self.d_model = acts.final_last.shape
         self.root = None if sqrt_gram is None else sqrt_gram.to(acts.final_last)
         self.chunk = check_int("chunk", chunk, minimum=1)
         self.n_products = 0
@@ -390,6 +402,7 @@ class LMKernelOperator(LinearOperator):
         """Drop the stored vjp closure and linearized tape (the operator can no longer multiply)."""
         self.drop_tape()
         self._pull = None
+        self._sharded = None  # its bound methods refer back to the operator
 
     def _f(self, params):
         return upper_forward(self.model, self.acts, self.layer, self.module, params, fast=self.fast)
@@ -410,13 +423,20 @@ class LMKernelOperator(LinearOperator):
         return x if self.root is None else x @ self.root
 
     def pull(self, cotangents: torch.Tensor) -> dict:
-        """``J_r^T`` on a batch (b, N, d) of output-space blocks -> {name: (b, *shape)}."""
+        """``J_r^T`` on a batch (b, N, d) of output-space blocks -> {name: (b, *shape)} (summed
+        over the ranks' shards when the operator is sharded)."""
+        return self._sharded.pull_all(cotangents) if self._sharded else self._pull_local(cotangents)
+
+    def push(self, tangents: dict) -> torch.Tensor:
+        """``J_r`` on a batch of parameter-space tangents {name: (b, *shape)} -> (b, N, d)."""
+        return self._sharded.push_all(tangents) if self._sharded else self._push_local(tangents)
+
+    def _pull_local(self, cotangents: torch.Tensor) -> dict:
         if cotangents.shape[0] == 1:
             return {k: v[None] for k, v in self._pull(cotangents[0])[0].items()}
         return vmap(self._pull)(cotangents)[0]
 
-    def push(self, tangents: dict) -> torch.Tensor:
-        """``J_r`` on a batch of parameter-space tangents {name: (b, *shape)} -> (b, N, d)."""
+    def _push_local(self, tangents: dict) -> torch.Tensor:
         batch = next(iter(tangents.values())).shape[0]
         return torch.stack([self._push({k: v[i] for k, v in tangents.items()}) for i in range(batch)])
 

@@ -27,7 +27,7 @@ from torch import nn
 from ..cache import STATS, cache_dir
 
 __all__ = ["GGUF_PACKAGE", "gguf_file", "load_hub_model", "load_offline_gemma", "model_limits",
-           "prepare_model", "unembedding"]
+           "prepare_model", "tiny_gemma3", "unembedding"]
 
 logger = logging.getLogger("entk_lib")
 
@@ -120,3 +120,23 @@ def model_limits(model: nn.Module) -> dict:
     config = model.config
     return {"n_layers": len(getattr(model, "model", model).layers), "d_model": int(config.hidden_size),
             "max_positions": getattr(config, "max_position_embeddings", None)}
+
+
+def tiny_gemma3(seed: int = 0, *, vocab: int = 48, d_model: int = 16, d_mlp: int = 24, layers: int = 3):
+    """A small randomly initialised Gemma-3 (eager attention, float32, eval mode, no gradients)
+    with the real architecture's pieces (sliding and full attention, RMS norms with random
+    scales): for tests and examples that must not download anything. Same ``seed``, same model."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    kinds = ["sliding_attention"] + ["full_attention"] * (layers - 1)
+    config = Gemma3TextConfig(vocab_size=vocab, hidden_size=d_model, intermediate_size=d_mlp,
+                              num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
+                              head_dim=d_model // 2, max_position_embeddings=64, sliding_window=4,
+                              layer_types=kinds, attn_implementation="eager")
+    model = Gemma3ForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.normal_(0.0, 0.3)
+    return prepare_model(model)
