@@ -89,3 +89,20 @@ def test_from_namespace_names_a_missing_parameter(chapter):
     del namespace[dropped]
     with pytest.raises(ValueError, match=dropped):
         cls.from_namespace(namespace)
+
+
+def _param_files():
+    for path in sorted((ROOT / "book" / "params").glob("*.yaml")):
+        name = path.name.split(".")[0]
+        (chapter,) = [c for c in CHAPTERS if c.split("_", 1)[1] == name]
+        yield pytest.param(chapter, path, id=path.name)
+
+
+@pytest.mark.parametrize(("chapter", "path"), list(_param_files()))
+def test_every_parameter_file_validates(chapter, path):
+    import yaml
+
+    values = yaml.safe_load(path.read_text())
+    cls = params_class(chapter)
+    assert set(values) <= set(cls.field_names()), f"{path.name}: unknown {set(values) - set(cls.field_names())}"
+    cls(**values)
