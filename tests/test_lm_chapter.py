@@ -138,6 +138,11 @@ def test_windows_are_balanced_and_labelled_by_the_greedy_word(world, run):
     assert [p.strip() for p in w["predicted"]] == greedy
     for agreeing, forwarded in w["agreement"].values():
         assert params.per_tag <= agreeing <= forwarded
+    # the kept activations (each round keeps only its kept windows') are those of the kept ids
+    fresh = lk.capture_windows(world["model"], w["ids"], params.layers, batch_size=len(w["ids"]))
+    torch.testing.assert_close(w["acts"].final_last, fresh.final_last)
+    for layer in params.layers:
+        torch.testing.assert_close(w["acts"].layer_inputs[layer], fresh.layer_inputs[layer])
     assert w["n_forwarded"] >= sum(f for _, f in w["agreement"].values())
     # the window's text ends right where the window's tokens do
     assert all(c.split()[-1] == world["tok"].decode([int(i[-1])]) for c, i in zip(w["contexts"], w["ids"],

@@ -94,7 +94,6 @@ def build_windows(model, tok, nlp, stories, params: LMParams, max_rounds: int = 
         tried.update(cands)
         acts, pos_true, pos_pred, pred, ids, ctx = _label_round(model, tok, nlp, stories, tokens, cands,
                                                                  params)
-        parts.append((cands, acts, pos_true, pos_pred, pred, ids, ctx))
         for i, (pt, pp) in enumerate(zip(pos_true, pos_pred, strict=True)):
             if pt not in kept:
                 continue
@@ -102,7 +101,13 @@ def build_windows(model, tok, nlp, stories, params: LMParams, max_rounds: int = 
             if pt == pp:
                 stats[pt][1] += 1
                 if len(kept[pt]) < params.per_tag:
-                    kept[pt].append((len(parts) - 1, i))
+                    kept[pt].append((len(parts), i))
+        # keep the activations of this round's kept windows only: a round's capture of every
+        # analysed layer is ~5 MB per window at the paper's size (64 tokens, 6 layers)
+        mine = sorted(i for v in kept.values() for r, i in v if r == len(parts))
+        position = {i: j for j, i in enumerate(mine)}
+        parts.append((cands, acts.subset(mine), pos_true, pos_pred, pred, ids, ctx, position))
+        del acts
         missing = {t: params.per_tag - len(v) for t, v in kept.items() if len(v) < params.per_tag}
         if not missing:
             break
@@ -119,7 +124,8 @@ def _assemble(parts, kept, stats, params):
                          "use a larger corpus or fewer/other `tags`")
     offsets = np.cumsum([0] + [len(p[0]) for p in parts])
     order = [(tag, r, i) for tag in params.tags for r, i in kept[tag]]
-    acts = _concat_acts([p[1] for p in parts]).subset([offsets[r] + i for _, r, i in order])
+    compact = np.cumsum([0] + [len(p[7]) for p in parts])  # rounds keep only their kept windows
+    acts = _concat_acts([p[1] for p in parts]).subset([compact[r] + parts[r][7][i] for _, r, i in order])
     return {
         "acts": acts,
         "labels": np.array([tag for tag, _, _ in order]),
