@@ -218,31 +218,36 @@ def explorer(result: dict, params: GrokkingParams):
     """An ipywidgets explorer: a slider over the checkpoints and one over the eigenvector index,
     showing the spectrum and four consecutive eigenvectors reshaped to p x p.
 
-    Needs ``result["vectors"]`` (:func:`analyze_seed` with ``keep_vectors``). In a static page
-    (the rendered book) the widget shows its state when the notebook was executed; pair it with
-    :func:`plot_explorer_static`.
+    Needs ``result["vectors"]`` (:func:`analyze_seed` with ``keep_vectors``). The figure is an
+    ``Image`` widget redrawn on every change, not an ``Output`` widget: a notebook client
+    executing without a frontend (papermill's nbclient) can wait forever on an ``Output``
+    widget's captured figure (jupyter/nbclient#312; seen here with ``checkpoint_every=7``). In a
+    static page (the rendered book) it shows its state when the notebook was executed; pair it
+    with :func:`plot_explorer_static`.
     """
+    import io
+
     import ipywidgets as widgets
 
     epochs = [int(e) for e in result["epochs"]]
     n_vectors = result["vectors"].shape[2]
     epoch = widgets.SelectionSlider(options=epochs, value=epochs[-1], description="epoch")
     first = widgets.IntSlider(min=0, max=n_vectors - 4, value=params.cliffs[0], description="eigenvector")
-    out = widgets.Output()
+    image = widgets.Image(format="png")
 
     def draw(*_):
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 5, figsize=(17, 3.2), gridspec_kw={"width_ratios": [1.8, 1, 1, 1, 1]})
-            _draw_explorer_row(axes, result, params, epoch.value, range(first.value, first.value + 4))
-            fig.tight_layout()
-            plt.show()
-            plt.close(fig)
+        fig, axes = plt.subplots(1, 5, figsize=(17, 3.2), gridspec_kw={"width_ratios": [1.8, 1, 1, 1, 1]})
+        _draw_explorer_row(axes, result, params, epoch.value, range(first.value, first.value + 4))
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=72)
+        plt.close(fig)
+        image.value = buffer.getvalue()
 
     epoch.observe(draw, "value")
     first.observe(draw, "value")
     draw()
-    return widgets.VBox([widgets.HBox([epoch, first]), out])
+    return widgets.VBox([widgets.HBox([epoch, first]), image])
 
 
 # --------------------------------------------------------------------------------------------
