@@ -104,5 +104,6 @@ def test_every_parameter_file_validates(chapter, path):
 
     values = yaml.safe_load(path.read_text())
     cls = params_class(chapter)
-    assert set(values) <= set(cls.field_names()), f"{path.name}: unknown {set(values) - set(cls.field_names())}"
+    unknown = set(values) - set(cls.field_names())
+    assert not unknown, f"{path.name}: unknown parameters {unknown}"
     cls(**values)
