@@ -25,8 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "distributed_eigenpairs.py"
 CASES = {
-    "modular p=17, width 512, flattened (4913 x 4913), k=20": ["--case", "modular", "--p", "17", "--width",
-                                                                "512", "--k", "20"],
+    "modular p=29, width 4096, flattened (24389 x 24389), vjp backend, k=20 (products dominate)": [
+        "--case", "modular", "--p", "29", "--width", "4096", "--k", "20", "--backend", "vjp"],
+    "modular p=17, width 512, flattened (4913 x 4913), structured backend, k=20 (cheap products)": [
+        "--case", "modular", "--p", "17", "--width", "512", "--k", "20"],
     "Gemma-3 (random, d=16, 3 layers) logit eNTK of layer 1 down_proj, 256 windows x 12 tokens, "
     "k=10, 30 Lanczos steps": ["--case", "lm", "--windows", "256", "--context", "12", "--layer", "1",
                                "--k", "10", "--steps", "30"],
