@@ -48,7 +48,7 @@ from .figures import (
     plot_spectra,
     plot_training,
 )
-from .params import ModularParams, derived_flat_top_k, derived_top_k
+from .params import ModularParams, derived_flat_top_k
 from .pipeline import (
     analyze_seed,
     causal_ablation,
@@ -69,7 +69,6 @@ __all__ = [
     "causal_ablation",
     "claims_table",
     "derived_flat_top_k",
-    "derived_top_k",
     "flattened_analysis",
     "key_numbers",
     "null_overlaps",

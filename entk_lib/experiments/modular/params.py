@@ -12,7 +12,7 @@ from ...models.modular import ModularTraining
 from ...params import DERIVED, check_cliff_fields, check_int, check_int_list, check_real_list
 from ...spectrum import CliffRule
 
-__all__ = ["ModularParams", "derived_flat_top_k", "derived_top_k"]
+__all__ = ["ModularParams", "derived_flat_top_k"]
 
 #: Eigenpairs of each N x N kernel when ``p`` allows it (the derived ``top_k``).
 PAPER_TOP_K = 200
@@ -24,12 +24,6 @@ def _last_read(p: int) -> int:
     """Eigenvectors the chapter reads: the leading mode, the two cliff windows and the control
     window ``next`` of :func:`entk_lib.features.cliff_windows`, ``6(p-1)+1`` (169 at p = 29)."""
     return cliff_windows(p)["next"].stop
-
-
-def derived_top_k(p: int) -> int:
-    """``top_k`` at modulus ``p``: 200, at least the ``6(p-1)+1`` eigenvectors the chapter reads
-    (the control window ``next`` included), at most ``p^2`` (200 at p = 23 and 29, 25 at p = 5)."""
-    return min(p * p, max(PAPER_TOP_K, _last_read(p)))
 
 
 def derived_flat_top_k(p: int) -> int:
@@ -52,7 +46,8 @@ class ModularParams(ModularTraining):
     one cached run per seed with the other modular chapters. Derived fields (default
     ``"derived"``), computed from ``p``:
 
-    - ``top_k`` (:func:`derived_top_k`): 200, at least ``6(p-1)+1``, at most ``p^2``;
+    - ``top_k`` (:meth:`~entk_lib.models.modular.ModularTraining.resolve_top_k`): 200, at least
+      ``6(p-1)+1``, at most ``p^2`` (200 at p = 23 and 29, 25 at p = 5);
     - ``flat_top_k`` (:func:`derived_flat_top_k`): ``2 p^2 + 20`` rounded up to a multiple of 50,
       at most ``p^3 - 1``.
 
